@@ -1,0 +1,26 @@
+# The README's two commands: `make repro` (the pipeline) and `make test` (the tests).
+# Both set themselves up first (scripts/setup.sh: WordNet, venv, dependencies; idempotent).
+VENV ?= $(if $(OVLAB_VENV),$(OVLAB_VENV),.venv)
+export OVLAB_VENV := $(VENV)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+PYTEST_ARGS ?=
+
+.PHONY: setup repro test data clean-reports
+
+setup:
+	@bash scripts/setup.sh
+
+# Command 1: reproduce the pipeline on the embedded (synthetic) data, offline.
+repro: setup data
+	dvc repro
+
+# The embedded dataset pinned by data.dvc, from the in-repo DVC remote (.dvcstore).
+data: setup
+	dvc pull -q data.dvc
+
+# Command 2: the test suite.
+test: setup
+	python -m pytest $(PYTEST_ARGS)
+
+clean-reports:
+	rm -rf reports results

@@ -1,0 +1,35 @@
+"""The ``ovlab`` command line. Each sub-command lives in the module that owns the concept.
+
+To add one, write ``add_parser(subparsers)`` in your module (register a parser and
+``set_defaults(func=callable(args) -> int)``) and list the module in :data:`COMMAND_MODULES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES: list[str] = [
+    "ovlab.run",
+    "ovlab.profiles",
+    "ovlab.data.cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ovlab", description="Reproducible open-vocabulary segmentation research kit.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

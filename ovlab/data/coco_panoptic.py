@@ -1,0 +1,212 @@
+"""COCO panoptic reader (the standard layout Mask2Former / detectron2 / GKC use).
+
+Layout under a root (``$DETECTRON2_DATASETS/coco`` for the real data)::
+
+    <root>/
+      {train,val}2017/                       images (.jpg, or .png for the embedded set)
+      panoptic_{train,val}2017/               panoptic PNGs, id = R + 256·G + 256²·B
+      annotations/panoptic_{train,val}2017.json
+      annotations/captions_{train,val}2017.json     (optional: captions per image)
+      panoptic_semseg_{train,val}2017/        (optional: semantic PNGs 0..132 / 255, made by
+                                               Mask2Former's prepare_coco_semantic_annos_from_panoptic_annos.py
+                                               or :meth:`PanopticRecord.semantic`)
+
+Each image becomes a :class:`PanopticRecord` with its segments (category index 0..132 in
+detectron2's contiguous order, isthing, bbox, area, iscrowd), captions, and on demand the binary
+masks and the semantic label map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .categories import CategoryList, load_categories
+from .errors import CorruptFileError, DatasetNotFoundError
+from .files import read_image, read_json, rgb_to_id
+
+LAYOUT = """\
+<root>/
+  {split}2017/                          images
+  panoptic_{split}2017/                 panoptic PNGs (id = R + 256*G + 256^2*B)
+  annotations/panoptic_{split}2017.json COCO panoptic JSON (images, annotations, categories)
+  annotations/captions_{split}2017.json optional, COCO captions
+"""
+
+SPLITS = ("train", "val")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One panoptic segment.
+
+    Attributes:
+        id: segment id in the panoptic PNG.
+        category_id: the dataset's category id (COCO 1..200).
+        category_index: contiguous index 0..K-1 (the semantic label value).
+        isthing: thing or stuff.
+        bbox: ``(x, y, w, h)`` in pixels, as COCO stores it.
+        area: pixel count.
+        iscrowd: crowd region (ignored by most training recipes).
+    """
+
+    id: int
+    category_id: int
+    category_index: int
+    isthing: bool
+    bbox: tuple[float, float, float, float]
+    area: int
+    iscrowd: bool = False
+
+
+@dataclass
+class PanopticRecord:
+    """One image of a COCO-panoptic dataset.
+
+    Attributes:
+        image_id: COCO image id.
+        image_path: the image file.
+        panoptic_path: the panoptic PNG.
+        height, width: image size in pixels.
+        segments: the image's segments, in the JSON's order.
+        captions: the image's captions (empty when the captions file is absent).
+    """
+
+    image_id: int
+    image_path: Path
+    panoptic_path: Path
+    height: int
+    width: int
+    segments: list[Segment]
+    captions: list[str] = field(default_factory=list)
+    ignore_label: int = 255
+
+    def image(self) -> np.ndarray:
+        """The image as (H, W, 3) uint8 RGB. Raises :class:`CorruptFileError` naming the file."""
+        return read_image(self.image_path, "RGB")
+
+    def segment_ids(self) -> np.ndarray:
+        """(H, W) int64 panoptic segment ids (0 = void).
+
+        Raises:
+            CorruptFileError: the PNG cannot be decoded or its size differs from the JSON's.
+        """
+        ids = rgb_to_id(read_image(self.panoptic_path, "RGB"))
+        if ids.shape != (self.height, self.width):
+            raise CorruptFileError(self.panoptic_path, f"size {ids.shape[::-1]} differs from the JSON's {(self.width, self.height)}")
+        return ids
+
+    def masks(self) -> np.ndarray:
+        """(N, H, W) bool: one binary mask per entry of :attr:`segments`, same order.
+
+        Raises:
+            CorruptFileError: a segment of the JSON has no pixel in the PNG.
+        """
+        ids = self.segment_ids()
+        out = np.zeros((len(self.segments), self.height, self.width), dtype=bool)
+        for k, seg in enumerate(self.segments):
+            out[k] = ids == seg.id
+            if not out[k].any():
+                raise CorruptFileError(self.panoptic_path, f"segment {seg.id} of image {self.image_id} has no pixel")
+        return out
+
+    def semantic(self) -> np.ndarray:
+        """(H, W) uint8 semantic labels: category index per pixel, :attr:`ignore_label` for void."""
+        ids = self.segment_ids()
+        sem = np.full(ids.shape, self.ignore_label, dtype=np.uint8)
+        for seg in self.segments:
+            sem[ids == seg.id] = seg.category_index
+        return sem
+
+
+def _require(path: Path, root: Path, split: str) -> Path:
+    if not path.exists():
+        raise DatasetNotFoundError(
+            "COCO panoptic", path, LAYOUT.format(split=split),
+            hint=f"(root given: {root}). For the real data, point --root / the params at $DETECTRON2_DATASETS/coco.",
+        )
+    return path
+
+
+def read_coco_panoptic(
+    root: str | Path,
+    split: str = "train",
+    categories: CategoryList | str | None = "coco_panoptic_133",
+    *,
+    image_dir: str | Path | None = None,
+    panoptic_dir: str | Path | None = None,
+    panoptic_json: str | Path | None = None,
+    captions_json: str | Path | None = None,
+) -> list[PanopticRecord]:
+    """Read a COCO panoptic split into per-image records (sorted by image id).
+
+    Args:
+        root: dataset root (see the module docstring for the layout).
+        split: ``train`` or ``val`` (selects the default file names).
+        categories: the contiguous class order; by default the shipped COCO-133 catalog. ``None``
+            takes the JSON's own ``categories`` in their order.
+        image_dir, panoptic_dir, panoptic_json, captions_json: override the default paths
+            (absolute, or relative to ``root``) for non-standard layouts.
+
+    Raises:
+        DatasetNotFoundError: root, folder or JSON missing (the message draws the layout).
+        CorruptFileError: invalid JSON, an unknown category id, a missing image or PNG file.
+    """
+    root = Path(root)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    _require(root, root, split)
+    rel = lambda p, default: (root / p) if p is not None else root / default  # noqa: E731
+    img_dir = _require(rel(image_dir, f"{split}2017"), root, split)
+    pan_dir = _require(rel(panoptic_dir, f"panoptic_{split}2017"), root, split)
+    pan_json = _require(rel(panoptic_json, f"annotations/panoptic_{split}2017.json"), root, split)
+    cap_json = rel(captions_json, f"annotations/captions_{split}2017.json")
+
+    doc = read_json(pan_json)
+    if not isinstance(doc, dict) or not {"images", "annotations"} <= doc.keys():
+        raise CorruptFileError(pan_json, "not a COCO panoptic JSON (needs 'images' and 'annotations')")
+    if categories is None:
+        cats = sorted(doc.get("categories", []), key=lambda c: c["id"])
+        index_of = {c["id"]: i for i, c in enumerate(cats)}
+        thing_of = {c["id"]: bool(c.get("isthing", 0)) for c in cats}
+        ignore = 255
+    else:
+        cl = load_categories(categories) if isinstance(categories, str) else categories
+        index_of = {c.id: c.index for c in cl}
+        thing_of = {c.id: c.isthing for c in cl}
+        ignore = cl.ignore_label
+    images = {im["id"]: im for im in doc["images"]}
+    captions: dict[int, list[str]] = {}
+    if cap_json.exists():
+        for a in read_json(cap_json).get("annotations", []):
+            captions.setdefault(a["image_id"], []).append(a["caption"].strip())
+
+    records = []
+    for ann in doc["annotations"]:
+        im = images.get(ann["image_id"])
+        if im is None:
+            raise CorruptFileError(pan_json, f"annotation {ann.get('file_name')} refers to unknown image id {ann['image_id']}")
+        segs = []
+        for s in ann["segments_info"]:
+            if s["category_id"] not in index_of:
+                raise CorruptFileError(pan_json, f"image {im['id']}: segment {s['id']} has unknown category id {s['category_id']}")
+            segs.append(Segment(
+                id=int(s["id"]), category_id=int(s["category_id"]), category_index=index_of[s["category_id"]],
+                isthing=thing_of[s["category_id"]], bbox=tuple(float(v) for v in s["bbox"]),
+                area=int(s["area"]), iscrowd=bool(s.get("iscrowd", 0)),
+            ))
+        img_path = img_dir / im["file_name"]
+        pan_path = pan_dir / ann["file_name"]
+        for p in (img_path, pan_path):
+            if not p.is_file():
+                raise CorruptFileError(pan_json, f"image {im['id']}: file {p} is missing")
+        records.append(PanopticRecord(
+            image_id=int(im["id"]), image_path=img_path, panoptic_path=pan_path,
+            height=int(im["height"]), width=int(im["width"]), segments=segs,
+            captions=captions.get(im["id"], []), ignore_label=ignore,
+        ))
+    records.sort(key=lambda r: r.image_id)
+    return records
+

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Idempotent set-up used by `make repro` and `make test` (README): WordNet from Debian when apt is
+# available, a virtual environment with the project and its dependencies, nothing else.
+#   OVLAB_VENV   where the virtual environment lives (default: .venv in the checkout)
+#   OVLAB_PYTHON the interpreter that creates it (default: python3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${OVLAB_VENV:-.venv}"
+PY="${OVLAB_PYTHON:-python3}"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# 1. WordNet 3.0 offline (nltk's own data is used instead when a user has it).
+if [ ! -f /usr/share/wordnet/data.noun ] || [ ! -f /usr/share/wordnet/index.sense ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo -n"
+    if [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; then
+      log "installing Debian's WordNet 3.0 (wordnet-base, wordnet-sense-index)"
+      $SUDO apt-get update -qq >/dev/null || log "apt-get update failed; trying the install anyway"
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        wordnet-base wordnet-sense-index >/dev/null
+    else
+      log "WordNet is missing and apt needs root: run 'sudo apt-get install wordnet-base wordnet-sense-index'"
+    fi
+  else
+    log "no apt-get: put nltk's 'wordnet' corpus on \$NLTK_DATA (see README)"
+  fi
+fi
+
+# 2. The virtual environment and the dependencies (re-installed only when pyproject.toml changes).
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating the virtual environment $VENV"
+  "$PY" -m venv "$VENV"
+fi
+hash=$(sha256sum pyproject.toml | cut -c1-16)
+stamp="$VENV/.ovlab-deps-$hash"
+if [ ! -f "$stamp" ]; then
+  log "installing ovlab and its dependencies into $VENV (torch from PyPI: a large download the first time)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  rm -f "$VENV"/.ovlab-deps-*
+  touch "$stamp"
+fi
+# A venv shared between checkouts (CI) must import this checkout's ovlab.
+here=$(pwd -P)
+where=$("$VENV/bin/python" -c 'import ovlab, os; print(os.path.dirname(os.path.dirname(os.path.realpath(ovlab.__file__))))' 2>/dev/null || true)
+if [ "$where" != "$here" ]; then
+  log "pointing the editable install at $here"
+  "$VENV/bin/python" -m pip install -q --no-deps -e .
+fi
+log "ready: $VENV ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"
