@@ -46,6 +46,11 @@ SYSTEM_FILES: tuple[str, ...] = (
 DEFAULT_SYSTEM_DIRS: tuple[str, ...] = ("/usr/share/wordnet", "/usr/local/share/wordnet", "/usr/share/wordnet/dict")
 
 
+# Written into an assembled folder (content: the system dict it came from), so that a later search
+# through $NLTK_DATA still reports the source as "system".
+MARKER = ".ovlab-assembled-from"
+
+
 class WordNetNotFoundError(LookupError):
     """WordNet 3.0 is neither in nltk's data nor installed as a system dict."""
 
@@ -123,6 +128,9 @@ def assemble_system_wordnet(system_dir: str | os.PathLike, cache_dir: str | os.P
     lex = dest / "lexnames"
     if not lex.is_file() or lex.read_text() != lexnames_text():
         write_text(lex, lexnames_text())
+    marker = dest / MARKER
+    if not marker.is_file() or marker.read_text() != str(src.resolve()):
+        write_text(marker, str(src.resolve()))
     return nltk_root
 
 
@@ -138,7 +146,7 @@ def find_wordnet(cache_dir: str | os.PathLike | None = None) -> tuple[str, Path]
     """
     found = _nltk_wordnet_dir()
     if found is not None:
-        return "nltk", found
+        return ("system" if (found / MARKER).is_file() else "nltk"), found
     for d in _system_dirs():
         if (d / "data.noun").is_file():
             nltk_root = assemble_system_wordnet(d, cache_dir)
