@@ -28,7 +28,7 @@ class NotebookFailed(RuntimeError):
                  first_line: str = ""):
         self.notebook, self.cell_index, self.exec_count = notebook, cell_index, exec_count
         self.ename, self.evalue = ename, evalue
-        where = f"cell {cell_index}" if cell_index is not None else "a cell"
+        where = f"cell {cell_index} (0-based, in the source notebook)" if cell_index is not None else "a cell"
         if exec_count is not None:
             where += f" (In [{exec_count}])"
         if first_line:
@@ -36,8 +36,13 @@ class NotebookFailed(RuntimeError):
         super().__init__(f"{notebook}: {where} raised {ename}: {evalue}")
 
 
+def _parameters_index(nb) -> int:
+    """Index of the cell tagged ``parameters`` (-1 when there is none)."""
+    return next((i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])), -1)
+
+
 def _has_parameters_cell(nb) -> bool:
-    return any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells)
+    return _parameters_index(nb) >= 0
 
 
 def run_notebook(
@@ -103,7 +108,11 @@ def run_notebook(
                 first = next((ln for ln in exc.source.splitlines() if ln.strip()), "")[:80]
             except Exception:  # pragma: no cover - defensive
                 pass
-            raise NotebookFailed(str(notebook), exc.cell_index, exc.exec_count, exc.ename, exc.evalue, first) from None
+            # papermill counts the injected-parameters cell it inserted after ours: map back to the source.
+            index = exc.cell_index
+            if index is not None and index > _parameters_index(nb):
+                index -= 1
+            raise NotebookFailed(str(notebook), index, exc.exec_count, exc.ename, exc.evalue, first) from None
         os.replace(tmp, target)
         if failed.exists():
             failed.unlink()

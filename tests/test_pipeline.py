@@ -1,0 +1,80 @@
+"""End to end: a fresh copy pulls the embedded data offline, `dvc repro` runs every stage, a second
+run is a no-op, `dvc status` is clean, and changing one param re-runs only its dependants."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _sh(args, cwd, **kw):
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               DVC_NO_ANALYTICS="1", TQDM_DISABLE="1")
+    res = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, **kw)
+    if res.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
+    return res.stdout + res.stderr
+
+
+@pytest.fixture(scope="module")
+def fresh_clone(tmp_path_factory):
+    """The working tree as git would clone it (tracked + untracked-not-ignored files), as a new repo."""
+    dst = tmp_path_factory.mktemp("clone") / "ovlab"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for f in filter(None, files):
+        if (REPO / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, dst / f)
+    _sh(["git", "init", "-q"], dst)
+    _sh(["git", "add", "-A"], dst)
+    _sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"], dst)
+    return dst
+
+
+def _ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def _stages(root: Path) -> set[str]:
+    out = _sh(["dvc", "stage", "list", "--name-only"], root)
+    return {ln.strip() for ln in out.splitlines() if ln.strip() and not ln.startswith("WARNING")}
+
+
+@pytest.mark.slow
+def test_repro_from_a_fresh_clone(fresh_clone):
+    assert not (fresh_clone / "data").exists()
+    _sh(["dvc", "pull", "-q", "data.dvc"], fresh_clone)  # from the in-repo remote, offline
+    assert (fresh_clone / "data/embedded/coco/annotations/panoptic_train2017.json").is_file()
+    first = _sh(["dvc", "repro"], fresh_clone)
+    assert _ran(first) == _stages(fresh_clone), first[-3000:]
+    assert (fresh_clone / "results/synonyms/coco_panoptic_133.json").is_file()
+    assert (fresh_clone / "reports/01_synonym_curation.html").is_file()
+
+    second = _sh(["dvc", "repro"], fresh_clone)
+    assert _ran(second) == set(), second
+    assert "Data and pipelines are up to date" in _sh(["dvc", "status"], fresh_clone)
+
+    params = fresh_clone / "params.yaml"
+    params.write_text(params.read_text().replace("max_words: 3", "max_words: 2"))
+    third = _sh(["dvc", "repro"], fresh_clone)
+    ran = _ran(third)
+    assert "synonyms" in ran
+    # only synonyms and the stages downstream of it
+    from dvc.repo import Repo
+
+    with Repo(str(fresh_clone)) as repo:
+        graph = repo.index.graph
+        import networkx as nx
+
+        syn = next(s for s in graph.nodes if getattr(s, "name", None) == "synonyms")
+        downstream = {s.name for s in nx.ancestors(graph, syn) if hasattr(s, "name")} | {"synonyms"}
+    assert ran <= downstream, (ran, downstream)
