@@ -14,6 +14,8 @@ COMMAND_MODULES: list[str] = [
     "ovlab.run",
     "ovlab.profiles",
     "ovlab.data.cli",
+    "ovlab.metrics.evaluate",
+    "ovlab.bench",
 ]
 
 

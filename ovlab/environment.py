@@ -20,8 +20,7 @@ OFFLINE_FLAGS = {
 def stage_environment(seed: int, *, offline: bool = True, cache_dir: str | None = None) -> dict[str, str]:
     """Environment variables for a stage's kernel.
 
-    Sets ``PYTHONHASHSEED`` and ``OVLAB_SEED``, the deterministic cuBLAS workspace, a
-    non-interactive matplotlib backend, the offline flags of Hugging Face / open_clip / DVC
+    Sets ``PYTHONHASHSEED`` and ``OVLAB_SEED``, the deterministic cuBLAS workspace, the offline flags of Hugging Face / open_clip / DVC
     (:data:`OFFLINE_FLAGS`) and, when WordNet comes from the system dict, ``NLTK_DATA`` so that
     ``nltk.corpus.wordnet`` works inside the notebook too. WordNet being absent is not an error
     here: the stages that need it raise their own clear error.
@@ -30,7 +29,6 @@ def stage_environment(seed: int, *, offline: bool = True, cache_dir: str | None 
         "PYTHONHASHSEED": str(seed),
         "OVLAB_SEED": str(seed),
         "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
-        "MPLBACKEND": "Agg",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
         "TQDM_DISABLE": os.environ.get("TQDM_DISABLE", ""),
     }

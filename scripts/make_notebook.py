@@ -3,7 +3,9 @@
     python scripts/make_notebook.py OUT.ipynb < cells.txt
 
 Cells in the input are separated by lines ``# %% [markdown]``, ``# %% [code]`` or
-``# %% [parameters]`` (a code cell tagged ``parameters``). Outputs are empty.
+``# %% [parameters]`` (a code cell tagged ``parameters``). In markdown cells a leading ``# `` on a
+line is removed (the jupytext "percent" convention: ``# ## Title`` becomes ``## Title``). Outputs
+are empty.
 """
 
 import sys
@@ -22,6 +24,7 @@ def build(text: str):
             return
         src = "\n".join(buf).strip("\n")
         if kind == "markdown":
+            src = "\n".join("" if ln == "#" else ln[2:] if ln.startswith("# ") else ln for ln in src.split("\n"))
             nb.cells.append(nbformat.v4.new_markdown_cell(src))
         else:
             cell = nbformat.v4.new_code_cell(src)

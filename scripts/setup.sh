@@ -9,6 +9,11 @@ VENV="${OVLAB_VENV:-.venv}"
 PY="${OVLAB_PYTHON:-python3}"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
+# pip, quiet: drop the machine-local index notices ("Location ... is ignored") and build-backend banners.
+# A failing pip still fails the script (pipefail + errexit).
+pipq() {
+  "$VENV/bin/python" -m pip -q "$@" 2>&1 | { grep -v -e "is ignored: it is neither" -e "^  " -e "^$" >&2 || true; }
+}
 
 # 1. WordNet 3.0 offline (nltk's own data is used instead when a user has it).
 if [ ! -f /usr/share/wordnet/data.noun ] || [ ! -f /usr/share/wordnet/index.sense ]; then
@@ -36,8 +41,8 @@ hash=$(sha256sum pyproject.toml | cut -c1-16)
 stamp="$VENV/.ovlab-deps-$hash"
 if [ ! -f "$stamp" ]; then
   log "installing ovlab and its dependencies into $VENV (torch from PyPI: a large download the first time)"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  pipq install --upgrade pip
+  pipq install -e ".[dev]"
   rm -f "$VENV"/.ovlab-deps-*
   touch "$stamp"
 fi
@@ -46,6 +51,6 @@ here=$(pwd -P)
 where=$("$VENV/bin/python" -c 'import ovlab, os; print(os.path.dirname(os.path.dirname(os.path.realpath(ovlab.__file__))))' 2>/dev/null || true)
 if [ "$where" != "$here" ]; then
   log "pointing the editable install at $here"
-  "$VENV/bin/python" -m pip install -q --no-deps -e .
+  pipq install --no-deps -e .
 fi
 log "ready: $VENV ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

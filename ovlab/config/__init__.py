@@ -23,6 +23,7 @@ from .base import BaseParams, PathsParams
 from .errors import ParamsError
 from .schema import Section
 from .synonyms import SynonymFilters, SynonymsParams, WordNetExpansion
+from .synonym_score import SynonymScoreParams
 
 __all__ = [
     "BaseParams",
@@ -47,6 +48,7 @@ class Params(Section):
 
     base: BaseParams
     synonyms: SynonymsParams
+    synonym_score: SynonymScoreParams
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="<dict>")

@@ -1,0 +1,1 @@
+"""Data: the SG-IoU association maps (JSON) and their curated overrides (YAML)."""
