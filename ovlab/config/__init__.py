@@ -24,6 +24,7 @@ from .errors import ParamsError
 from .schema import Section
 from .synonyms import SynonymFilters, SynonymsParams, WordNetExpansion
 from .synonym_score import SynonymScoreParams
+from .sgiou import SgiouParams
 
 __all__ = [
     "BaseParams",
@@ -49,6 +50,7 @@ class Params(Section):
     base: BaseParams
     synonyms: SynonymsParams
     synonym_score: SynonymScoreParams
+    sgiou: SgiouParams
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="<dict>")

@@ -32,7 +32,7 @@ from ovlab.data.categories import CategoryList, load_categories
 
 from .association import AssociationError, AssociationMap
 
-MAPPED_VOCABULARIES = ("ade20k_150", "ade20k_847", "pascal_context_459")
+MAPPED_VOCABULARIES = ("ade20k_150", "ade20k_847", "pascal_context_459", "coco_panoptic_133")
 
 
 @dataclass(frozen=True)
@@ -203,6 +203,8 @@ DESCRIPTIONS = {
     "ade20k_847": "SG-IoU association map for ADE20K-847 (Mask2Former order), WordNet-derived and curated by ovlab "
                   "(SCAN's own 847 map is index-only; load it with load_scan_index_map).",
     "pascal_context_459": "SG-IoU association map for PASCAL Context-459, WordNet-derived and curated by ovlab.",
+    "coco_panoptic_133": "SG-IoU association map for COCO panoptic 133 (contiguous order), WordNet-derived and curated by "
+                         "ovlab (SCAN ships no COCO map; edges mirror SCAN's ADE-150 ones where the concepts match).",
 }
 
 
