@@ -15,6 +15,7 @@ COMMAND_MODULES: list[str] = [
     "ovlab.profiles",
     "ovlab.data.cli",
     "ovlab.metrics.evaluate",
+    "ovlab.metrics.vocab_similarity",
     "ovlab.bench",
 ]
 

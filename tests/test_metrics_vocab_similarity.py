@@ -31,3 +31,21 @@ def test_errors():
         vocabulary_similarity(["cat"], ["dog"], lambda n: torch.ones(len(n), 3))
     with pytest.raises(ValueError, match="unknown mode"):
         vocabulary_similarity(["cat"], ["dog"], enc, "max")
+
+
+def test_cli_identical_vocabularies_score_one(tmp_path, capsys):
+    """`ovlab vocab-sim` end to end with a tiny CLIP checkpoint: a vocabulary is fully similar to itself."""
+    from ovlab.cli import main
+    from ovlab.clip import load_clip
+    from ovlab.clip.loading import save_checkpoint
+
+    ckpt = tmp_path / "tiny.pt"
+    with pytest.warns(UserWarning):
+        save_checkpoint(load_clip("ovlab-tiny-vit", pretrained=None), ckpt)
+    args = ["vocab-sim", "--eval", "cat,dog", "--train", "dog,cat,car", "--model", "ovlab-tiny-vit",
+            "--pretrained", str(ckpt)]
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip().endswith("1.0000")
+    assert main(["vocab-sim", "--eval", "cat", "--train", "cat", "--model", "ovlab-tiny-vit",
+                 "--pretrained", str(tmp_path / "missing.pt")]) == 1
+    assert "not found" in capsys.readouterr().err

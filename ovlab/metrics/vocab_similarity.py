@@ -61,3 +61,44 @@ def vocabulary_similarity(eval_names: Sequence[str], train_names: Sequence[str],
     if mode == "symmetric-mean":
         return float((sim.max(dim=1).values.mean() + sim.max(dim=0).values.mean()) / 2)
     raise ValueError(f"unknown mode {mode!r} (directed-mean, directed-min, symmetric-mean)")
+
+
+def _names(spec: str) -> list[str]:
+    """A vocabulary given as a catalog name (``ade20k_150``), a JSON category file, or a comma list."""
+    from ..data.categories import catalog_names, load_categories
+    from ..vocab.names import normalize_class_name
+
+    if spec in catalog_names() or spec.endswith(".json"):
+        return [normalize_class_name(c.name) for c in load_categories(spec)]
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise ValueError(f"empty vocabulary {spec!r}")
+    return names
+
+
+def add_parser(subparsers) -> None:
+    """Register ``ovlab vocab-sim``."""
+    p = subparsers.add_parser(
+        "vocab-sim", help="similarity of an evaluation vocabulary to a training vocabulary (phys.-guided Tab. 1)")
+    p.add_argument("--eval", required=True, dest="eval_vocab",
+                   help="catalog name (e.g. ade20k_150), category JSON, or comma-separated names")
+    p.add_argument("--train", required=True, dest="train_vocab", help="same forms; e.g. coco_stuff_171")
+    p.add_argument("--mode", default="directed-mean", choices=["directed-mean", "directed-min", "symmetric-mean"])
+    p.add_argument("--model", default="ViT-B-32", help="open_clip model of the text encoder")
+    p.add_argument("--pretrained", default="openai", help="its weights (a tag found on disk, or a file path)")
+    p.set_defaults(func=_main)
+
+
+def _main(args) -> int:
+    import sys
+
+    from ..clip.loading import WeightsNotFoundError
+
+    try:
+        a, b = _names(args.eval_vocab), _names(args.train_vocab)
+        sim = vocabulary_similarity(a, b, default_text_encoder(args.model, args.pretrained), mode=args.mode)
+    except (ValueError, FileNotFoundError, WeightsNotFoundError) as exc:
+        print(f"ovlab vocab-sim: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.mode} similarity of {args.eval_vocab} ({len(a)} names) to {args.train_vocab} ({len(b)} names): {sim:.4f}")
+    return 0
