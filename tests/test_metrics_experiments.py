@@ -144,17 +144,18 @@ def test_pooled_equals_code_with_one_father(coco_map):
     assert score(conf, coco_map.index_fathers(), "pooled") == pytest.approx(score(conf, coco_map.index_fathers(), "code"))
 
 
-def test_stage_runs_skips_absent_ade_and_scores_predictions(tmp_path):
+def test_stage_runs_skips_absent_ade_and_scores_predictions(tmp_path, embedded_root):
     from ovlab.config import stage_params
 
-    stems, gts = load_label_maps("coco_133", REPO / "data" / "embedded" / "coco")
+    coco = embedded_root / "coco"  # generated here: a fresh clone has not pulled data/ (DVC)
+    stems, gts = load_label_maps("coco_133", coco)
     pred = tmp_path / "pred"
     pred.mkdir()
     for s, g in zip(stems, gts):
         Image.fromarray(np.where(g == 255, 0, g).astype(np.uint8)).save(pred / f"{s}.png")
     out = tmp_path / "out"
-    section = {"ade_root": str(tmp_path / "no_ade"), "max_images": 3, "rates": [0.0, 1.0],
-               "predictions": str(pred), "predictions_gt_root": str(REPO / "data" / "embedded" / "coco"),
+    section = {"data_root": str(coco), "ade_root": str(tmp_path / "no_ade"), "max_images": 3, "rates": [0.0, 1.0],
+               "predictions": str(pred), "predictions_gt_root": str(coco),
                **{k: str(out / f"{k}.{ext}") for k, ext in (("metrics", "json"), ("curve", "csv"),
                                                            ("swaps", "csv"), ("per_class", "csv"))}}
     res = run_sgiou_stage(stage_params("sgiou", {}, section, REPO))
