@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``ovlab`` parser with every sub-command of :data:`COMMAND_MODULES`."""
     parser = argparse.ArgumentParser(prog="ovlab", description="Reproducible open-vocabulary segmentation research kit.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``ovlab``: returns the sub-command's exit code."""
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -20,7 +20,8 @@ OFFLINE_FLAGS = {
 def stage_environment(seed: int, *, offline: bool = True, cache_dir: str | None = None) -> dict[str, str]:
     """Environment variables for a stage's kernel.
 
-    Sets ``PYTHONHASHSEED`` and ``OVLAB_SEED``, the deterministic cuBLAS workspace, the offline flags of Hugging Face / open_clip / DVC
+    Sets ``PYTHONHASHSEED`` and ``OVLAB_SEED``, the deterministic cuBLAS workspace, the offline
+    flags of Hugging Face / open_clip / DVC
     (:data:`OFFLINE_FLAGS`) and, when WordNet comes from the system dict, ``NLTK_DATA`` so that
     ``nltk.corpus.wordnet`` works inside the notebook too. WordNet being absent is not an error
     here: the stages that need it raise their own clear error.

@@ -54,15 +54,19 @@ class CategoryList:
         return [c.name for c in self.categories]
 
     def by_id(self) -> dict[int, Category]:
+        """``{dataset id: Category}``."""
         return {c.id: c for c in self.categories}
 
     def by_name(self) -> dict[str, Category]:
+        """``{raw name: Category}``."""
         return {c.name: c for c in self.categories}
 
     def seen(self) -> list[Category]:
+        """Classes of the training (seen) split: those not marked ``novel``."""
         return [c for c in self.categories if not c.novel]
 
     def unseen(self) -> list[Category]:
+        """Classes held out as unseen (``novel``), e.g. GKC's 18 COCO or 12 VIPSeg classes."""
         return [c for c in self.categories if c.novel]
 
 

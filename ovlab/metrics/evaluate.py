@@ -135,6 +135,7 @@ def _pct(v: float) -> float | None:
 
 
 def table_csv(table: list[dict]) -> str:
+    """The per-class rows of an evaluation as CSV text (header from the first row's keys)."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(table[0]), lineterminator="\n")
     w.writeheader()

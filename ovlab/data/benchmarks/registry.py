@@ -36,6 +36,7 @@ def get_benchmark(name: str) -> Benchmark:
 
 
 def benchmark_names() -> list[str]:
+    """Canonical names of the registered benchmarks (aliases excluded), sorted."""
     return sorted(BENCHMARKS)
 
 
