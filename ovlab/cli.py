@@ -16,6 +16,7 @@ COMMAND_MODULES: list[str] = [
     "ovlab.data.cli",
     "ovlab.metrics.evaluate",
     "ovlab.metrics.vocab_similarity",
+    "ovlab.engine.cli",
     "ovlab.bench",
 ]
 

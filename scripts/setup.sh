@@ -53,4 +53,15 @@ if [ "$where" != "$here" ]; then
   log "pointing the editable install at $here"
   pipq install --no-deps -e .
 fi
+# 3. The English POS tagger of the grounding loss's caption nouns, offline (ovlab/vocab/tagger.py):
+#    nltk's own data when a user has it, else assembled once into the ovlab cache from the
+#    textblob-aptagger wheel installed above. A failure is reported, not fatal (only grounding needs it).
+tagger_marker="${OVLAB_CACHE:-$HOME/.cache/ovlab}/nltk_data/taggers/averaged_perceptron_tagger_eng/.ovlab-assembled-from"
+if [ ! -f "$tagger_marker" ]; then
+  if tagger_at=$("$VENV/bin/python" -c 'from ovlab.vocab.tagger import find_tagger; print(*find_tagger())' 2>&1); then
+    log "POS tagger: $tagger_at"
+  else
+    log "no POS tagger (caption nouns of the grounding loss will fail): $tagger_at"
+  fi
+fi
 log "ready: $VENV ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

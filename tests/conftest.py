@@ -48,3 +48,43 @@ def embedded_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("embedded")
     make_embedded(root, seed=0)
     return root
+
+
+def tiny_tgkd_section(data_root: Path, output: Path, **overrides) -> dict:
+    """A ``tgkd`` section small enough to train in seconds on the embedded data (dict, validated later)."""
+    sec = {
+        "clip": {"model": "ovlab-tiny-rn", "pretrained": None},
+        "model": {"hidden_dim": 32, "mask_dim": 32, "num_queries": 8, "decoder_layers": 2, "encoder_layers": 1,
+                  "heads": 4, "ffn_dim": 64, "encoder_ffn_dim": 64},
+        "loss": {"num_points": 256},
+        "data": {"root": str(data_root / "coco")},
+        "augment": {"crop_size": 64},
+        "optim": {"lr": 2e-3, "backbone_multiplier": 1.0},
+        "schedule": {"steps": [8]},
+        "train": {"iterations": 12, "batch_size": 2, "checkpoint_every": 4, "log_every": 2,
+                  "checkpoint_dir": str(output / "checkpoints")},
+        "eval": {"root": str(data_root), "short_side": 64, "max_images": 3},
+        "output": str(output / "run"),
+    }
+    for key, value in overrides.items():
+        sec[key] = {**sec.get(key, {}), **value} if isinstance(value, dict) else value
+    return sec
+
+
+def tiny_tgkd_stage(data_root: Path, output: Path, **overrides):
+    """:class:`ovlab.config.StageParams` of :func:`tiny_tgkd_section`."""
+    from ovlab.config import StageParams
+    from ovlab.config.base import BaseParams
+    from ovlab.config.tgkd import TgkdParams
+
+    cfg = TgkdParams.model_validate(tiny_tgkd_section(data_root, output, **overrides))
+    return StageParams("tgkd", BaseParams(), cfg, REPO, "<test>")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(embedded_root, tmp_path_factory):
+    """A tiny segmenter trained once per session on the generated embedded data: (stage, TrainResult)."""
+    from ovlab.engine.trainer import train
+
+    stage = tiny_tgkd_stage(embedded_root, tmp_path_factory.mktemp("tiny_run"))
+    return stage, train(stage, progress=False)

@@ -9,6 +9,7 @@
 - :mod:`.synonym_score`  GKC Eq. 1 synonym score and its stage
 """
 
+from .contextual_shift import contextual_shift
 from .crops import mask_bbox, masked_crops
 from .dense import (ResNetFeatures, ViTFeatures, attention_pool, mask_pool, masked_attention_pool,
                     resnet_features, vit_features)
@@ -22,7 +23,7 @@ register_tiny_configs()
 __all__ = [
     "TEMPLATE_SETS", "TINY_MODELS", "UNTRAINED_WARNING", "VILD_TEMPLATES", "ClipModel", "ResNetFeatures",
     "TextBank", "ViTFeatures", "WeightsNotFoundError", "attention_pool", "build_text_bank",
-    "default_weights_dir", "encode_names", "find_local_weights", "load_clip", "mask_bbox", "mask_pool",
+    "contextual_shift", "default_weights_dir", "encode_names", "find_local_weights", "load_clip", "mask_bbox", "mask_pool",
     "masked_attention_pool", "masked_crops", "register_tiny_configs", "resnet_features", "resolve_templates",
     "save_checkpoint", "vit_features",
 ]

@@ -25,6 +25,7 @@ from .schema import Section
 from .synonyms import SynonymFilters, SynonymsParams, WordNetExpansion
 from .synonym_score import SynonymScoreParams
 from .sgiou import SgiouParams
+from .tgkd import TgkdParams
 
 __all__ = [
     "BaseParams",
@@ -51,6 +52,7 @@ class Params(Section):
     synonyms: SynonymsParams
     synonym_score: SynonymScoreParams
     sgiou: SgiouParams
+    tgkd: TgkdParams
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="<dict>")

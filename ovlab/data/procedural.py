@@ -15,6 +15,10 @@ What :func:`make_embedded` writes under ``out``::
     vipseg/VIPSeg_720P/                     VIPSeg layout (videos)
       images/<video>/<frame>.jpg
       panomasks/<video>/<frame>.png         uint16: 0 void; stuff id+1; thing (id+1)·100 + instance
+      panomasksRGB/<video>/<frame>.png      COCO-panoptic RGB of the same segments (segment id = raw value)
+      panoptic_gt_VIPSeg_{train,val}.json   videos[].images, annotations[].annotations[].segments_info
+                                            (id, category_id 0..123, iscrowd, area), categories — the
+                                            layout of VIPSeg's create_panoptic_video_labels.py + splitjson.py
       panoVIPSeg_categories.json
       train.txt, val.txt, test.txt          video names
     README.md                               says it is synthetic, how it was made, with which seed
@@ -299,12 +303,21 @@ def _coco_split(out: Path, split: str, n: int, seed: int, cats133, name) -> dict
     return {"images": n, "segments": sum(len(a["segments_info"]) for a in annotations)}
 
 
+def _vipseg_segments(pano: np.ndarray) -> list[dict]:
+    """segments_info of one raw panomask, as VIPSeg's create_panoptic_video_labels.py lists them
+    (ascending value; category id = v − 1 below 125, else v // 100 − 1), with the raw value as id."""
+    values, counts = np.unique(pano, return_counts=True)
+    return [{"id": int(v), "category_id": int(v) - 1 if v < 125 else int(v) // 100 - 1, "iscrowd": 0, "area": int(n)}
+            for v, n in zip(values, counts) if v != 0]
+
+
 def _vipseg(out: Path, spec: EmbeddedSpec, seed: int) -> dict:
     cats = load_categories("vipseg_124")
     by_name = cats.by_name()
     root = out / "VIPSeg_720P"
     rng = np.random.default_rng([seed, 2])
     names = {"train": [], "val": []}
+    pano_json = {"train": ([], []), "val": ([], [])}  # (videos, annotations) per split
     plan = [("train", False)] * (spec.n_videos_train - spec.n_videos_train // 2) + [("train", True)] * (spec.n_videos_train // 2)
     plan += [("val", True)] * spec.n_videos_val
     for v, (split, with_novel) in enumerate(plan):
@@ -320,6 +333,7 @@ def _vipseg(out: Path, spec: EmbeddedSpec, seed: int) -> dict:
             things.append(_pick_things(rng, [by_name[t] for t in VIDEO_UNSEEN_THINGS], 1, spec.height, spec.width,
                                        moving=True)[0])
         phase = float(rng.uniform(0, 2 * np.pi))
+        images, annotations = [], []
         for f in range(spec.n_frames):
             img, stuff_masks, thing_masks = _render(stuff, things, spec.height, spec.width, rng, phase, t=float(f))
             pano = np.zeros((spec.height, spec.width), dtype=np.uint16)
@@ -334,8 +348,17 @@ def _vipseg(out: Path, spec: EmbeddedSpec, seed: int) -> dict:
             frame = f"{f * 5:08d}"
             write_bytes(root / "images" / video / f"{frame}.jpg", _jpg_bytes(img))
             write_bytes(root / "panomasks" / video / f"{frame}.png", _png_bytes(pano))
-    write_json(root / "panoVIPSeg_categories.json",
-               [{"id": c.id, "name": c.name, "isthing": int(c.isthing), "color": list(c.color)} for c in cats])
+            write_bytes(root / "panomasksRGB" / video / f"{frame}.png", _png_bytes(id_to_rgb(pano)))
+            images.append({"id": frame, "width": spec.width, "height": spec.height, "file_name": f"{frame}.png"})
+            annotations.append({"image_id": frame, "file_name": f"{frame}.png",
+                                "segments_info": _vipseg_segments(pano)})
+        pano_json[split][0].append({"video_id": video, "images": images})
+        pano_json[split][1].append({"video_id": video, "annotations": annotations})
+    cat_list = [{"id": c.id, "name": c.name, "isthing": int(c.isthing), "color": list(c.color)} for c in cats]
+    write_json(root / "panoVIPSeg_categories.json", cat_list)
+    for split, (videos, annotations) in pano_json.items():
+        write_json(root / f"panoptic_gt_VIPSeg_{split}.json",
+                   {"videos": videos, "annotations": annotations, "categories": cat_list}, indent=None)
     write_text(root / "train.txt", "".join(f"{n}\n" for n in names["train"]))
     write_text(root / "val.txt", "".join(f"{n}\n" for n in names["val"]))
     write_text(root / "test.txt", "")

@@ -1,0 +1,125 @@
+"""GKC loss sections: text diversification, distillation, grounding, loss weights (GKC §3; spec §1.3, §2.3, §3).
+
+Proposed for the training stage's params (not wired into :class:`ovlab.config.Params` here).
+Defaults are the paper's values; the GKC code's are given as "code: ..." in each docstring.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .schema import Section
+
+
+class TextDiversificationParams(Section):
+    """GKC text diversification (paper §3.1, Tab. 7a; spec §1.3; :mod:`ovlab.losses.diversify`).
+
+    Attributes:
+        strategy: ``none`` | ``random`` | ``group_avg`` | ``group_max`` [random; code ``thresRand``].
+        random_mode: ``paper`` = draw with probability = synonym score; ``code`` = uniform among the
+            names scoring > ``threshold``.
+        threshold: ``code`` candidate threshold [0.1].
+        fallback: name used when no synonym qualifies: ``plain`` (canonical) or ``argmax``.
+        keep_plain_ce: also train the plain-name CE (code: true); the plain CE is then ``loss_ce``
+            and the synonym CE ``loss_syn``, weighted by ``weights.ce`` / ``weights.syn``.
+        synonyms: the ``synonyms`` stage output.
+        scores: the ``synonym_score`` stage output (``random`` only).
+    """
+
+    strategy: Literal["none", "random", "group_avg", "group_max"] = "random"
+    random_mode: Literal["paper", "code"] = "paper"
+    threshold: float = Field(0.1, ge=0.0, lt=1.0)
+    fallback: Literal["plain", "argmax"] = "plain"
+    keep_plain_ce: bool = False
+    synonyms: str = "results/synonyms/coco_panoptic_133.json"
+    scores: str = "results/synonym_score/coco_panoptic_133.json"
+
+
+class DistillParams(Section):
+    """GKC knowledge distillation (paper §3.2, Tab. 5–6; spec §3; :mod:`ovlab.losses.distill`).
+
+    Attributes:
+        mode: ``none`` | ``vanilla`` | ``vision_guided`` | ``text_guided`` [text_guided].
+        form: ``paper`` (|distance − distance|, Euclidean) | ``code`` (squared error of cosines with
+            s², vanilla term averaged in).
+        teacher: ``global`` (attention-pool global token; code default ``attn_g``) | ``spatial``
+            (attention-pool spatial tokens; paper best, released checkpoint ``attn_l``).
+        spatial_pool: how ``spatial`` tokens become one vector: ``masked`` (paper: "mask-based
+            pooling") | ``mean`` (code: average over the whole 7×7 grid of the crop).
+        teacher_input: ``in_model_mask`` (paper: the image masked by the GT mask) | ``crop`` (code:
+            grey-filled bbox crop of the un-augmented image, stretched to 224).
+        student: ``prior`` (queries before the projection, through a per-layer Linear; paper best) |
+            ``post`` (after the projection).
+        teacher_eval: teacher BatchNorm in eval mode (code: false, a quirk) [true, INFER].
+        max_instances: instances kept per (per-GPU) batch, random subset [200].
+        text_scale_init: initial s [1.0].
+        learn_text_scale: s is learnt (code: true; the paper has no s) [false].
+        separate_text_kd: report the vanilla and pairwise parts as ``loss_kd`` / ``loss_text_kd``
+            (code: ``TEXT_KD_WEIGHT > 0``) [false].
+    """
+
+    mode: Literal["none", "vanilla", "vision_guided", "text_guided"] = "text_guided"
+    form: Literal["paper", "code"] = "paper"
+    teacher: Literal["global", "spatial"] = "spatial"
+    spatial_pool: Literal["masked", "mean"] = "masked"
+    teacher_input: Literal["in_model_mask", "crop"] = "in_model_mask"
+    student: Literal["prior", "post"] = "prior"
+    teacher_eval: bool = True
+    max_instances: int = Field(200, ge=1)
+    text_scale_init: float = 1.0
+    learn_text_scale: bool = False
+    separate_text_kd: bool = False
+
+
+class GroundingParams(Section):
+    """GKC grounding loss on caption nouns (paper §3.3; spec §2.3; :mod:`ovlab.losses.grounding`).
+
+    Attributes:
+        enabled: add ``loss_grounding`` [true].
+        keep_prob: probability of keeping each caption noun [0.75].
+        max_words: nouns per caption [5].
+        max_regions: matched queries per image [25].
+        validity: ``and`` (a sample needs words and regions) | ``or`` (the code's guard, a quirk).
+    """
+
+    enabled: bool = True
+    keep_prob: float = Field(0.75, ge=0.0, le=1.0)
+    max_words: int = Field(5, ge=1)
+    max_regions: int = Field(25, ge=1)
+    validity: Literal["and", "or"] = "and"
+
+
+class LossWeightsParams(Section):
+    """Loss weights of GKC Eq. 4 (:mod:`ovlab.losses.total`).
+
+    ``preset`` gives every weight (paper: mask 5, dice 5, ce 2, syn 2, grounding 2, kd 2, text_kd 2;
+    code: 5, 5, 2, 10, 10, 10, 10); a non-null field replaces the preset's value.
+    """
+
+    preset: Literal["paper", "code"] = "paper"
+    mask: float | None = None
+    dice: float | None = None
+    ce: float | None = None
+    syn: float | None = None
+    grounding: float | None = None
+    kd: float | None = None
+    text_kd: float | None = None
+
+    def resolve(self) -> dict[str, float]:
+        """``{loss name: λ}`` for :func:`ovlab.losses.total.total_loss`."""
+        from ..losses.total import loss_weights
+
+        fields = ("mask", "dice", "ce", "syn", "grounding", "kd", "text_kd")
+        return loss_weights(self.preset, **{f"loss_{f}": getattr(self, f) for f in fields
+                                            if getattr(self, f) is not None})
+
+
+class GkcLossParams(Section):
+    """All GKC-specific loss settings (one section, to nest under the training stage)."""
+
+    td: TextDiversificationParams = TextDiversificationParams()
+    kd: DistillParams = DistillParams()
+    grounding: GroundingParams = GroundingParams()
+    weights: LossWeightsParams = LossWeightsParams()

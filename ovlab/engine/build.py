@@ -1,0 +1,72 @@
+"""Build the segmenter, its CLIP and its training vocabulary from a stage's params, or from a checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pydantic import ValidationError
+
+from ovlab.clip.loading import ClipModel, load_clip_from_params
+from ovlab.config import ParamsError, StageParams, format_validation_error
+from ovlab.config.base import BaseParams
+from ovlab.models.segmenter import Segmenter, build_segmenter
+
+from . import checkpoint as ckpt
+
+
+@dataclass
+class Built:
+    """A model with what it needs: the stage, its CLIP (text encoder) and its CLIP embedding size."""
+
+    stage: StageParams
+    clip: ClipModel
+    model: Segmenter
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.classifier.void_embedding.shape[1])
+
+
+def clip_embed_dim(clip: ClipModel) -> int:
+    """The CLIP joint dimension D (text projection width)."""
+    return int(clip.model.text_projection.shape[1])
+
+
+def build(stage: StageParams, *, seed: int | None = None) -> Built:
+    """CLIP (frozen) + a freshly initialised segmenter (torch seeded with ``seed``, default ``base.seed``).
+
+    Raises:
+        WeightsNotFoundError: the CLIP weights are not on disk.
+    """
+    cfg = stage.cfg
+    clip = load_clip_from_params(cfg.clip, stage)
+    torch.manual_seed(stage.base.seed if seed is None else seed)
+    model = build_segmenter(cfg.model, clip_embed_dim(clip), clip)
+    return Built(stage, clip, model)
+
+
+def from_checkpoint(path: str | Path, *, device: str = "cpu", root: str | Path | None = None) -> Built:
+    """Rebuild a trained model from a ``model.pt`` / ``last.pt`` written by the engine.
+
+    The checkpoint stores its stage section and ``base``; relative paths in it resolve against
+    ``root`` (default: the current folder).
+
+    Raises:
+        FileNotFoundError, ValueError: see :func:`ovlab.engine.checkpoint.load`.
+        ParamsError: the stored section no longer validates (names the key).
+    """
+    from ovlab.config.tgkd import TgkdParams
+
+    state = ckpt.load(path)
+    try:
+        cfg = TgkdParams.model_validate(state["section"], strict=False)
+        base = BaseParams.model_validate({**state["base"], "device": device}, strict=False)
+    except ValidationError as exc:
+        raise ParamsError(format_validation_error(exc, str(path))) from None
+    stage = StageParams(state.get("stage", "tgkd"), base, cfg, Path(root or Path.cwd()), str(path))
+    built = build(stage)
+    built.model.load_state_dict(state["model"])
+    built.model.eval()
+    return built

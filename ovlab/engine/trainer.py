@@ -1,0 +1,210 @@
+"""The training loop (GKC §4.2, spec §2.4 and §9): AdamW, step/poly schedule, gradient clipping,
+AMP on GPU, deep-supervised Mask2Former losses, checkpoints and exact resume, DVCLive, DDP.
+
+Reproducibility: torch is re-seeded at every iteration from (seed, iteration, rank) — the matcher's
+and the point sampler's draws — and the data order and augmentation are functions of (seed,
+iteration) (:mod:`.data`). With ``base.deterministic`` on CPU, a run resumed from any checkpoint ends
+with the same weights and metrics as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ovlab.atomic import write_json, write_text
+from ovlab.data.categories import load_categories
+from ovlab.data.coco_panoptic import read_coco_panoptic
+from ovlab.environment import seed_everything
+from ovlab.losses.criterion import SetCriterion
+from ovlab.report.caveats import EMBEDDED_CAVEAT
+
+from . import checkpoint as ckpt
+from . import distributed
+from .build import build
+from .data import IterationBatches
+from .evaluator import evaluate_model
+from .live import LiveLog
+from .optim import build_optimizer
+from .vocabulary import training_vocabulary
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: output folder, final iteration, metrics dict and run folder."""
+
+    output: Path
+    iterations: int
+    metrics: dict
+    run_dir: Path
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss became NaN/inf; the message names the iteration and the terms."""
+
+
+def _iteration_seed(seed: int, it: int, rank: int) -> int:
+    return (seed * 1_000_003 + it * 97 + rank) % (2**63 - 1)
+
+
+def read_training_records(stage):
+    """The training records of ``stage.cfg.data`` (COCO panoptic layout)."""
+    d = stage.cfg.data
+    records = read_coco_panoptic(
+        stage.path(d.root), d.split, d.categories if not d.categories.endswith(".json") else stage.path(d.categories),
+        image_dir=d.image_dir, panoptic_dir=d.panoptic_dir, panoptic_json=d.panoptic_json,
+        captions_json=d.captions_json)
+    return records[: d.max_images] if d.max_images is not None else records
+
+
+def _state(model, opt, sched, scaler, it, history, stage, fp, classes) -> dict:
+    net = model.module if isinstance(model, DistributedDataParallel) else model
+    return {"format": ckpt.FORMAT, "stage": stage.name, "section": stage.cfg.model_dump(mode="json"),
+            "base": stage.base.model_dump(mode="json"), "fingerprint": fp, "iteration": it,
+            "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "scaler": scaler.state_dict(), "history": history, "classes": classes}
+
+
+def train(stage, *, progress: bool = True, evaluate: bool = True, stop_after: int | None = None) -> TrainResult:
+    """Train (or resume) the segmenter of ``stage`` and evaluate it.
+
+    Args:
+        stage: :class:`ovlab.config.StageParams` of a :class:`ovlab.config.tgkd.TgkdParams` section.
+        progress: tqdm bars.
+        evaluate: score the final model on ``eval.dataset``.
+        stop_after: stop (after checkpointing) once this iteration is reached — for tests of resume.
+
+    Writes (rank 0): ``<output>/model.pt``, ``metrics.json``, ``per_class.csv``, ``dvclive/``, and
+    ``<train.checkpoint_dir>/<stage>-<fingerprint>/last.pt`` every ``checkpoint_every`` iterations.
+
+    Raises:
+        DatasetNotFoundError / WeightsNotFoundError: data or CLIP weights absent.
+        NonFiniteLoss: NaN/inf loss.
+    """
+    cfg, base = stage.cfg, stage.base
+    rank, world, device = distributed.setup(base.device)
+    seed_everything(base.seed, deterministic=base.deterministic)
+    built = build(stage)
+    model, clip = built.model.to(device), built.clip
+    cats = load_categories(cfg.data.categories if not cfg.data.categories.endswith(".json") else stage.path(cfg.data.categories))
+    cache = stage.path(base.paths.cache)
+    vocab = training_vocabulary(clip, cats, cfg.data.vocabulary, templates=cfg.model.templates, cache_dir=cache)
+    text, lut = vocab.text.to(device), vocab.label_lut(len(cats))
+    records = read_training_records(stage)
+    loop = cfg.train
+    fp = ckpt.fingerprint(cfg.model_dump(mode="json"), base.seed)
+    run_dir = stage.path(loop.checkpoint_dir) / f"{stage.name}-{fp}"
+    out_dir = stage.path(cfg.output)
+    opt, sched = build_optimizer(model, cfg.optim, cfg.schedule, loop.iterations)
+    use_amp = loop.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    start, history = 0, []
+    last = run_dir / "last.pt"
+    if last.is_file():
+        state = ckpt.load(last)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start, history = int(state["iteration"]), list(state["history"])
+        if rank == 0 and progress:
+            print(f"ovlab train: resuming {stage.name} from {last} at iteration {start}")
+    live = LiveLog(out_dir / "dvclive", history, enabled=rank == 0)
+    net = DistributedDataParallel(model) if world > 1 else model
+    criterion = SetCriterion(cfg.loss)
+    batches = IterationBatches(records, lut, loop.batch_size, base.seed, cfg.augment, rank, world, loop.iterations)
+    loader = DataLoader(batches, batch_size=None, sampler=range(start, loop.iterations), num_workers=loop.num_workers,
+                        collate_fn=_identity)
+    end = loop.iterations if stop_after is None else min(stop_after, loop.iterations)
+    bar = tqdm(total=loop.iterations, initial=start, desc=f"train {stage.name}", disable=not (progress and rank == 0))
+    t0, it = time.perf_counter(), start
+    net.train()
+    for it, batch in zip(range(start, end), loader):
+        torch.manual_seed(_iteration_seed(base.seed, it, rank))
+        gen = torch.Generator().manual_seed(_iteration_seed(base.seed, it, rank))
+        batch = batch.to(device)
+        with torch.autocast(device_type=device.type, enabled=use_amp):
+            preds = net(batch.images, text)
+        out = criterion(preds, batch.labels, batch.masks, generator=gen)
+        loss = out.total()
+        loss_value = float(loss.detach())
+        if not torch.isfinite(loss):
+            bad = {k: float(v) for k, v in out.terms.items() if not math.isfinite(float(v))}
+            raise NonFiniteLoss(f"iteration {it}: non-finite loss; terms {bad}")
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if cfg.optim.clip_grad is not None:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.clip_grad)
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        done = it + 1
+        if done % loop.log_every == 0 or done == loop.iterations:
+            row = {"step": done, "train/loss": loss_value, "train/lr": opt.param_groups[-1]["lr"],
+                   "train/tau": float(model.classifier.tau.detach())}
+            row.update({f"train/{k}": float(v.detach()) for k, v in out.terms.items() if not k[-1].isdigit()})
+            live.log(row)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.3f}")
+        if rank == 0 and (done % loop.checkpoint_every == 0 or done == end):
+            ckpt.save(last, _state(net, opt, sched, scaler, done, live.history, stage, fp, vocab.classes))
+        it = done
+    bar.close()
+    seconds = time.perf_counter() - t0
+    if it < loop.iterations:  # stopped early on purpose
+        live.close()
+        distributed.cleanup()
+        return TrainResult(out_dir, it, {}, run_dir)
+    metrics = {"stage": stage.name, "profile": base.profile, "seed": base.seed, "fingerprint": fp,
+               "iterations": loop.iterations, "batch_size": loop.batch_size, "world_size": world,
+               "train_seconds_this_run": round(seconds, 3),
+               "final_loss": live.history[-1]["train/loss"] if live.history else None,
+               "clip": clip.identity(), "train_vocabulary": len(vocab), "loss_preset": cfg.loss.preset}
+    if base.profile == "embedded":
+        metrics.update({"synthetic": True, "caveat": EMBEDDED_CAVEAT})
+    if evaluate and rank == 0:
+        rep = evaluate_model(model.eval(), clip, cfg.eval, device=device,
+                             root=stage.path(cfg.eval.root) if cfg.eval.root else None, cache_dir=cache,
+                             progress=progress)
+        metrics["eval"] = {"dataset": rep.dataset, "num_images": rep.num_images, "resize": cfg.eval.resize,
+                           "short_side": cfg.eval.short_side, **{k: _num(v) for k, v in rep.summary.items()}}
+        live.summary({f"eval/{k}": v for k, v in metrics["eval"].items() if isinstance(v, float)})
+        write_text(out_dir / "per_class.csv", _csv(rep.per_class))
+    if rank == 0:
+        ckpt.save(out_dir / "model.pt", {**_state(net, opt, sched, scaler, loop.iterations, live.history, stage, fp,
+                                                  vocab.classes), "optimizer": None, "scheduler": None, "scaler": None})
+        write_json(out_dir / "metrics.json", metrics)
+    live.close()
+    distributed.cleanup()
+    return TrainResult(out_dir, loop.iterations, metrics, run_dir)
+
+
+def _num(v):
+    if isinstance(v, (float, np.floating)):
+        return None if np.isnan(v) else round(float(v), 6)
+    return v
+
+
+def _csv(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["index"], lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def _identity(batch):
+    return batch
