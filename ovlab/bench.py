@@ -13,6 +13,8 @@ import sys
 BENCHMARKS: dict[str, str] = {
     "clip": "ovlab.clip.benchmark:bench_clip",
     "eval": "ovlab.metrics.benchmark:bench_eval",
+    "overfit": "ovlab.engine.benchmark:bench_overfit",
+    "train": "ovlab.engine.benchmark:bench_train",
 }
 
 

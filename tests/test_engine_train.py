@@ -47,16 +47,25 @@ def test_resume_in_process_gives_the_same_model_and_metrics(tiny_run, embedded_r
     assert rows == (full.output / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv").read_text()
 
 
-@pytest.mark.slow
-def test_kill_9_then_rerun_gives_the_same_final_metrics(tiny_run, embedded_root, repo_root, tmp_path):
-    _, full = tiny_run
+def _write_params(repo_root, data_root, folder, **overrides):
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
-    params["tgkd"] = tiny_tgkd_section(embedded_root, tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    cmd = [sys.executable, "-m", "ovlab", "train", "--section", "tgkd", "--params", str(tmp_path / "params.yaml")]
+    params["tgkd"] = tiny_tgkd_section(data_root, folder, **overrides)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    return [sys.executable, "-m", "ovlab", "train", "--section", "tgkd", "--params", str(folder / "params.yaml")]
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_gives_the_same_final_metrics(embedded_root, repo_root, tmp_path):
+    # Both runs in fresh processes: float sums depend on torch's thread count, which a test process may have changed.
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpts = tmp_path / "checkpoints"
+    ref_cmd = _write_params(repo_root, embedded_root, tmp_path / "ref")
+    ref = subprocess.run(ref_cmd, cwd=tmp_path / "ref", env=env, capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    work = tmp_path / "killed"
+    cmd = _write_params(repo_root, embedded_root, work)
+    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpts = work / "checkpoints"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not list(ckpts.glob("*/last.pt")):
         time.sleep(0.02)
@@ -64,12 +73,14 @@ def test_kill_9_then_rerun_gives_the_same_final_metrics(tiny_run, embedded_root,
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "training ended before it could be killed"
     killed_at = ckpt.load(next(ckpts.glob("*/last.pt")))["iteration"]
-    assert 0 < killed_at < 12 and not (tmp_path / "run" / "metrics.json").exists()
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert 0 < killed_at < 12 and not (work / "run" / "metrics.json").exists()
+    done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert f"resuming tgkd from" in done.stdout + done.stderr
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["eval"] == full.metrics["eval"]
-    assert _same_weights(ckpt.load(tmp_path / "run" / "model.pt")["model"], ckpt.load(full.output / "model.pt")["model"])
+    assert "resuming tgkd from" in done.stdout + done.stderr
+    ref_metrics = json.loads((tmp_path / "ref" / "run" / "metrics.json").read_text())
+    assert json.loads((work / "run" / "metrics.json").read_text())["eval"] == ref_metrics["eval"]
+    assert _same_weights(ckpt.load(work / "run" / "model.pt")["model"],
+                         ckpt.load(tmp_path / "ref" / "run" / "model.pt")["model"])
 
 
 def test_ovlab_evaluate_on_a_benchmark(tiny_run, embedded_root, tmp_path):
@@ -101,3 +112,14 @@ def test_ovlab_predict_segments_a_real_image_with_free_form_classes(tiny_run, sh
     assert "wrote" in capsys.readouterr().out
     assert main(["predict", "--checkpoint", str(res.output / "model.pt"), "--image", str(image),
                  "--classes", " , ", "--out-dir", str(tmp_path)]) == 1
+
+
+@pytest.mark.slow
+def test_ddp_under_torchrun_on_cpu(embedded_root, repo_root, tmp_path):
+    """train.gpus = 2 makes `ovlab train` re-launch itself under torchrun (2 gloo processes on CPU)."""
+    cmd = _write_params(repo_root, embedded_root, tmp_path, train={"gpus": 2, "iterations": 4})
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["world_size"] == 2 and m["iterations"] == 4
+    assert done.stdout.count("ovlab train: 4 iterations") == 1  # only rank 0 reports

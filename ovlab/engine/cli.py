@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -60,6 +61,8 @@ def _train(args) -> int:
     except ERRORS as exc:
         print(f"ovlab train: error: {exc}", file=sys.stderr)
         return 1
+    if os.environ.get("RANK", "0") != "0":
+        return 0
     ev = result.metrics.get("eval", {})
     print(f"ovlab train: {result.iterations} iterations; wrote {result.output}"
           + (f"; {ev.get('dataset')} mIoU {ev.get('mIoU')}" if ev else ""))
