@@ -88,3 +88,15 @@ def tiny_run(embedded_root, tmp_path_factory):
 
     stage = tiny_tgkd_stage(embedded_root, tmp_path_factory.mktemp("tiny_run"))
     return stage, train(stage, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_vit():
+    """The visual tower of an untrained ``ovlab-tiny-vit`` CLIP (SCAN tests)."""
+    import warnings
+
+    from ovlab.clip import load_clip
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_clip("ovlab-tiny-vit", pretrained=None).model.visual

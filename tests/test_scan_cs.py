@@ -19,15 +19,6 @@ from ovlab.config.scan import ContextualShiftParams
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def tiny_vit():
-    from ovlab.clip import load_clip
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load_clip("ovlab-tiny-vit", pretrained=None).model.visual
-
-
 # ------------------------------------------------------------------------------- background patches
 def test_patch_background_any_foreground_pixel_makes_a_patch_foreground():
     m = torch.zeros(1, 16, 16, dtype=torch.bool)

@@ -4,7 +4,6 @@ the encoder (Eq. 3); spec §4.2. Expected numbers are written by hand from the e
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -16,15 +15,6 @@ from ovlab.models.sim import (LowFrequencyEnhancement, SemanticIntegrationModule
                               frequency_filter)
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def tiny_vit():
-    from ovlab.clip import load_clip
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load_clip("ovlab-tiny-vit", pretrained=None).model.visual
 
 
 # ------------------------------------------------------------------------------------ frequency map

@@ -21,7 +21,22 @@ from ovlab.clip.loading import WeightsNotFoundError
 STRIDES = (4, 8, 16, 32)
 
 
-class ClipResNetTrunk(nn.Module):
+class _Trunk(nn.Module):
+    """A stem followed by the four residual stages; ``forward`` returns the four stage outputs."""
+
+    stem: nn.Module
+    layers: nn.ModuleList
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(images)
+        out = []
+        for layer in self.layers:
+            x = layer(x)
+            out.append(x)
+        return out
+
+
+class ClipResNetTrunk(_Trunk):
     """The stem and res2..res5 of an open_clip ``ModifiedResNet`` (a trainable copy).
 
     Args:
@@ -48,16 +63,8 @@ class ClipResNetTrunk(nn.Module):
         for p in self.parameters():
             p.requires_grad_(True)
 
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(images)
-        out = []
-        for layer in self.layers:
-            x = layer(x)
-            out.append(x)
-        return out
 
-
-class TorchvisionResNetTrunk(nn.Module):
+class TorchvisionResNetTrunk(_Trunk):
     """torchvision ResNet-50/101 res2..res5 (ImageNet backbones of GKC Tab. 7b).
 
     Args:
@@ -86,11 +93,3 @@ class TorchvisionResNetTrunk(nn.Module):
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
         self.channels = [256, 512, 1024, 2048]
-
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(images)
-        out = []
-        for layer in self.layers:
-            x = layer(x)
-            out.append(x)
-        return out
