@@ -23,7 +23,8 @@ FORMAT = "ovlab-segmenter/1"
 
 def fingerprint(section: dict, seed: int, ignore: tuple[str, ...] = ("output",)) -> str:
     """16 hex digits hashing the section (minus ``ignore`` keys and ``train.checkpoint_every`` /
-    ``log_every`` / ``num_workers`` / ``checkpoint_dir``, which do not change results) and the seed."""
+    ``num_workers`` / ``checkpoint_dir``, which do not change results) and the seed. ``log_every`` is
+    kept: the logged history, stored in the checkpoint, depends on it."""
     doc = {k: v for k, v in section.items() if k not in ignore}
     if isinstance(doc.get("train"), dict):
         doc["train"] = {k: v for k, v in doc["train"].items()

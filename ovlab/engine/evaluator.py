@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ovlab.data.benchmarks import get_benchmark
 from ovlab.data.files import read_image
 from ovlab.metrics.confusion import ConfusionMatrix
-from ovlab.metrics.scores import iou, summarize
+from ovlab.metrics.scores import summarize
 from ovlab.metrics.splits import generalized_split
 
 from .vocabulary import Vocabulary, build_vocabulary
@@ -108,12 +108,13 @@ def evaluate_model(model, clip, params, *, device="cpu", root=None, cache_dir=No
                               short_side=params.short_side, max_size=params.max_size, device=device)
         cm.update(gt, pred, name=str(rec.gt))
     conf = cm.numpy()
-    summary = {k: v for k, v in summarize(conf).items() if k not in ("IoU", "ACC")}
+    full = summarize(conf)
+    summary = {k: v for k, v in full.items() if k not in ("IoU", "ACC")}
     novel = np.array([c.novel for c in cats])
     if novel.any():
         summary.update({f"{k}_mIoU" if k != "protocol" else k: v
                         for k, v in generalized_split(conf, novel).as_dict().items()})
-    per = iou(conf) * 100
+    per = full["IoU"] * 100
     rows = [{"index": c.index, "name": c.name, "novel": bool(c.novel),
              "IoU": None if np.isnan(per[c.index]) else float(per[c.index])} for c in cats]
     return EvalReport(bench.name, len(records), conf, summary, rows)

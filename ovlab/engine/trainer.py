@@ -25,6 +25,7 @@ from ovlab.data.categories import load_categories
 from ovlab.data.coco_panoptic import read_coco_panoptic
 from ovlab.environment import seed_everything
 from ovlab.losses.criterion import SetCriterion
+from ovlab.metrics.evaluate import table_csv
 from ovlab.report.caveats import EMBEDDED_CAVEAT
 
 from . import checkpoint as ckpt
@@ -55,11 +56,17 @@ def _iteration_seed(seed: int, it: int, rank: int) -> int:
     return (seed * 1_000_003 + it * 97 + rank) % (2**63 - 1)
 
 
+def _categories_ref(stage):
+    """``data.categories``: a catalog name as is, a JSON path resolved against the stage root."""
+    c = stage.cfg.data.categories
+    return stage.path(c) if c.endswith(".json") else c
+
+
 def read_training_records(stage):
     """The training records of ``stage.cfg.data`` (COCO panoptic layout)."""
     d = stage.cfg.data
     records = read_coco_panoptic(
-        stage.path(d.root), d.split, d.categories if not d.categories.endswith(".json") else stage.path(d.categories),
+        stage.path(d.root), d.split, _categories_ref(stage),
         image_dir=d.image_dir, panoptic_dir=d.panoptic_dir, panoptic_json=d.panoptic_json,
         captions_json=d.captions_json)
     return records[: d.max_images] if d.max_images is not None else records
@@ -94,7 +101,7 @@ def train(stage, *, progress: bool = True, evaluate: bool = True, stop_after: in
     seed_everything(base.seed, deterministic=base.deterministic)
     built = build(stage)
     model, clip = built.model.to(device), built.clip
-    cats = load_categories(cfg.data.categories if not cfg.data.categories.endswith(".json") else stage.path(cfg.data.categories))
+    cats = load_categories(_categories_ref(stage))
     cache = stage.path(base.paths.cache)
     vocab = training_vocabulary(clip, cats, cfg.data.vocabulary, templates=cfg.model.templates, cache_dir=cache)
     text, lut = vocab.text.to(device), vocab.label_lut(len(cats))
@@ -178,7 +185,7 @@ def train(stage, *, progress: bool = True, evaluate: bool = True, stop_after: in
         metrics["eval"] = {"dataset": rep.dataset, "num_images": rep.num_images, "resize": cfg.eval.resize,
                            "short_side": cfg.eval.short_side, **{k: _num(v) for k, v in rep.summary.items()}}
         live.summary({f"eval/{k}": v for k, v in metrics["eval"].items() if isinstance(v, float)})
-        write_text(out_dir / "per_class.csv", _csv(rep.per_class))
+        write_text(out_dir / "per_class.csv", table_csv(rep.per_class))
     if rank == 0:
         ckpt.save(out_dir / "model.pt", {**_state(net, opt, sched, scaler, loop.iterations, live.history, stage, fp,
                                                   vocab.classes), "optimizer": None, "scheduler": None, "scaler": None})
@@ -192,18 +199,6 @@ def _num(v):
     if isinstance(v, (float, np.floating)):
         return None if np.isnan(v) else round(float(v), 6)
     return v
-
-
-def _csv(rows: list[dict]) -> str:
-    import csv
-    import io
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["index"], lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()})
-    return buf.getvalue()
 
 
 def _identity(batch):
