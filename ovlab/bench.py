@@ -12,6 +12,7 @@ import sys
 
 BENCHMARKS: dict[str, str] = {
     "clip": "ovlab.clip.benchmark:bench_clip",
+    "cost": "ovlab.engine.cost:bench_cost",
     "eval": "ovlab.metrics.benchmark:bench_eval",
     "overfit": "ovlab.engine.benchmark:bench_overfit",
     "train": "ovlab.engine.benchmark:bench_train",

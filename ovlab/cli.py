@@ -17,6 +17,7 @@ COMMAND_MODULES: list[str] = [
     "ovlab.metrics.evaluate",
     "ovlab.metrics.vocab_similarity",
     "ovlab.engine.cli",
+    "ovlab.engine.scan_grid",
     "ovlab.bench",
 ]
 

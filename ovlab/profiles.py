@@ -33,6 +33,30 @@ def profile_keys(profile_file: str | Path) -> set[str]:
     return {".".join(k) for k, _ in _leaves(data)}
 
 
+def _float_representer():
+    """ruamel's round-trip representer, but new floats keep a '.' in the mantissa (6e-05 → 6.0e-05),
+    so PyYAML (YAML 1.1) reads them back as floats, not strings."""
+    from ruamel.yaml.representer import RoundTripRepresenter
+
+    class FloatRepresenter(RoundTripRepresenter):
+        pass
+
+    def represent(rep, value):
+        text = repr(float(value))
+        if "e" in text and "." not in text.split("e")[0]:
+            mantissa, exponent = text.split("e")
+            text = f"{mantissa}.0e{exponent}"
+        if text in ("inf", "-inf", "nan"):
+            text = {"inf": ".inf", "-inf": "-.inf", "nan": ".nan"}[text]
+        return rep.represent_scalar("tag:yaml.org,2002:float", text)
+
+    FloatRepresenter.add_representer(float, represent)
+    return FloatRepresenter
+
+
+_FloatRepresenter = _float_representer()
+
+
 def apply_profile(profile: str, params_file: str | Path = "params.yaml", profiles_dir: str | Path | None = None) -> Path:
     """Write the values of ``profiles/<profile>.yaml`` into ``params_file``.
 
@@ -51,6 +75,7 @@ def apply_profile(profile: str, params_file: str | Path = "params.yaml", profile
     overrides = read_yaml(pfile) or {}
     yaml = YAML()
     yaml.preserve_quotes = True
+    yaml.Representer = _FloatRepresenter
     doc = yaml.load(params_file.read_text(encoding="utf-8"))
     for path, value in _leaves(overrides):
         node = doc

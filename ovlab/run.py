@@ -54,6 +54,7 @@ def run_notebook(
     kernel: str = "python3",
     html: bool = True,
     progress: bool = True,
+    extra_sections: tuple[str, ...] = (),
 ) -> Path:
     """Execute ``notebook`` for the stage ``section`` and write its report.
 
@@ -63,6 +64,8 @@ def run_notebook(
         params_file: the params file (``params.yaml``); its folder is the working directory and
             the root of relative paths.
         reports_dir: where the executed notebook goes (default: ``base.paths.reports``).
+        extra_sections: further sections the notebook reads (e.g. ``gkc_grids`` beside ``tgkd``),
+            injected as ``extra = {name: values}``.
 
     Returns:
         Path of the executed notebook (``reports/<name>.ipynb``); the HTML lies beside it.
@@ -96,6 +99,8 @@ def run_notebook(
     os.close(fd)
     try:
         injected = {"section_name": section, **stage.as_dicts()}
+        if extra_sections:
+            injected["extra"] = {n: params.section(n).model_dump(mode="json") for n in extra_sections}
         try:
             pm.execute_notebook(
                 str(nb_path), tmp, parameters=injected, kernel_name=kernel, cwd=str(stage.root),
@@ -144,6 +149,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("notebook", help="path of the .ipynb")
     p.add_argument("--section", required=True, help="params section of the stage (e.g. synonyms)")
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    p.add_argument("--extra-section", action="append", default=[], metavar="NAME",
+                   help="another params section the notebook reads (repeatable); injected as `extra`")
     p.add_argument("--reports-dir", default=None, help="output folder (default: base.paths.reports)")
     p.add_argument("--kernel", default="python3")
     p.add_argument("--no-html", action="store_true", help="skip the HTML export")
@@ -152,7 +159,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 def _main(args) -> int:
     try:
         out = run_notebook(args.notebook, args.section, params_file=args.params, reports_dir=args.reports_dir,
-                           kernel=args.kernel, html=not args.no_html)
+                           kernel=args.kernel, html=not args.no_html, extra_sections=tuple(args.extra_section))
     except (ParamsError, NotebookFailed, FileNotFoundError, ValueError) as exc:
         print(f"ovlab run: error: {exc}", file=sys.stderr)
         return 1

@@ -336,11 +336,11 @@ def test_sample_clip_follows_vmf():
         sample_clip(0, 2, 3, rng)
 
 
-def test_proposed_config_defaults_fit_the_embedded_data(vroot):
-    from ovlab.config.video import VideoParams
+def test_video_config_defaults_fit_the_embedded_data(vroot):
+    from ovlab.config.video import VideoStageParams
 
-    p = VideoParams()
-    assert p.data.root == "data/embedded/vipseg" and p.metrics.protocol == "split-vocab"
+    p = VideoStageParams()
+    assert p.data.root == "data/embedded/vipseg" and p.eval.protocol == "split-vocab"
     split = load_split(vroot, p.data.train_split, source=p.data.source, categories=p.data.categories,
                        novel_ids=p.data.novel_ids, ignore_label=p.data.ignore_label)
     assert split.name == "train_base_ignore" and split.num_frames == 32

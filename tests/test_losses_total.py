@@ -61,15 +61,15 @@ def test_total_strictness_and_zero_weights():
         total_loss([], PAPER_WEIGHTS)
 
 
-def test_config_sections_default_to_the_paper():
+def test_config_sections_default_to_off_with_the_papers_settings():
     p = GkcLossParams()
-    assert p.td.strategy == "random" and p.td.random_mode == "paper" and p.td.threshold == 0.1
+    assert (p.td.strategy, p.kd.mode, p.grounding.enabled) == ("none", "none", False)  # the baseline
+    assert p.td.random_mode == "paper" and p.td.threshold == 0.1
     assert not p.td.keep_plain_ce
-    assert (p.kd.mode, p.kd.form, p.kd.teacher, p.kd.student, p.kd.max_instances) == (
-        "text_guided", "paper", "spatial", "prior", 200)
+    assert (p.kd.form, p.kd.teacher, p.kd.student, p.kd.max_instances) == ("paper", "spatial", "prior", 200)
     assert (p.grounding.keep_prob, p.grounding.max_words, p.grounding.max_regions, p.grounding.validity) == (
         0.75, 5, 25, "and")
-    assert p.weights.resolve() == PAPER_WEIGHTS
+    assert p.weights.resolve() == {k: PAPER_WEIGHTS[k] for k in ('loss_syn', 'loss_grounding', 'loss_kd', 'loss_text_kd')}
     assert LossWeightsParams(preset="code", grounding=3.0).resolve()["loss_grounding"] == 3.0
 
 

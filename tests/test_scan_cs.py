@@ -16,7 +16,14 @@ from ovlab.clip.contextual_shift import CS_RATIO_PRESETS, patch_background, repl
 from ovlab.clip.shifted_vit import ContextualShiftCLIP, shifted_vit_forward
 from ovlab.config.scan import ContextualShiftParams
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread for this module's tests only (restored afterwards, so later tests are unaffected)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------------------- background patches

@@ -14,7 +14,14 @@ from ovlab.config.scan import SimParams
 from ovlab.models.sim import (LowFrequencyEnhancement, SemanticIntegrationModule, clip_sim_inputs,
                               frequency_filter)
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread for this module's tests only (restored afterwards, so later tests are unaffected)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------------------------ frequency map

@@ -26,6 +26,9 @@ from .synonyms import SynonymFilters, SynonymsParams, WordNetExpansion
 from .synonym_score import SynonymScoreParams
 from .sgiou import SgiouParams
 from .tgkd import TgkdParams
+from .scan import ScanStageParams
+from .grids import GkcGridsParams, deep_merge
+from .video import VideoStageParams
 
 __all__ = [
     "BaseParams",
@@ -41,6 +44,7 @@ __all__ = [
     "load_params",
     "parse_params",
     "read_yaml",
+    "section_values",
     "stage_params",
 ]
 
@@ -53,6 +57,9 @@ class Params(Section):
     synonym_score: SynonymScoreParams
     sgiou: SgiouParams
     tgkd: TgkdParams
+    gkc_grids: GkcGridsParams
+    scan: ScanStageParams
+    video: VideoStageParams
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="<dict>")
@@ -84,6 +91,20 @@ class Params(Section):
     def stage(self, name: str) -> "StageParams":
         """``base`` plus the section ``name``, bound to :attr:`root`: what a stage function takes."""
         return StageParams(name=name, base=self.base, cfg=self.section(name), root=self._root, source=self._source)
+
+    def cell(self, table: str, cell: str) -> "StageParams":
+        """The ``tgkd`` stage of one GKC grid cell (:class:`ovlab.config.grids.GkcGridsParams`).
+
+        Raises:
+            KeyError: unknown table or cell.
+            ParamsError: the cell's overrides do not make a valid ``tgkd`` section (names the key).
+        """
+        over = self.gkc_grids.cell_overrides(table, cell)
+        try:
+            cfg = TgkdParams.model_validate(deep_merge(self.tgkd.model_dump(mode="json"), over))
+        except ValidationError as exc:
+            raise ParamsError(format_validation_error(exc, self._source, f"gkc_grids.{table}.{cell}")) from None
+        return StageParams(name="tgkd", base=self.base, cfg=cfg, root=self._root, source=self._source)
 
 
 def _check_section_name(name: str, source: str) -> None:
@@ -155,6 +176,22 @@ def stage_params(
     return StageParams(name=name, base=b, cfg=cfg, root=Path(root).resolve() if root else Path.cwd(), source=source)
 
 
+def section_values(name: str, values: dict | None = None, *, params_path: str | os.PathLike = "params.yaml",
+                   source: str = "params.yaml"):
+    """One more section for a notebook: the runner's injected ``extra[name]``, or the params file's.
+
+    Raises:
+        ParamsError: unknown section, or the values do not validate (names the key).
+    """
+    if values is None:
+        return stage_params(name, params_path=params_path).cfg
+    _check_section_name(name, source)
+    try:
+        return Params.model_fields[name].annotation.model_validate(values, strict=False)
+    except ValidationError as exc:
+        raise ParamsError(format_validation_error(exc, source, name)) from None
+
+
 def format_validation_error(err: ValidationError, source: str, prefix: str = "") -> str:
     """Render a pydantic error as ``source: dotted.key: message`` lines."""
     lines = []
@@ -208,6 +245,15 @@ def parse_params(data: Any, *, source: str = "<dict>", root: str | os.PathLike |
         raise ParamsError(format_validation_error(exc, source)) from None
     params._root = Path(root).resolve() if root is not None else Path.cwd()
     params._source = source
+    for table, cell in params.gkc_grids.cells():
+        params.cell(table, cell)  # every grid cell must be a valid tgkd section
+    for cell in params.gkc_grids.table8:
+        try:
+            params.gkc_grids.two_stage_cell(cell)
+        except KeyError as exc:
+            raise ParamsError(f"{source}: {exc.args[0]}") from None
+        except ValidationError as exc:
+            raise ParamsError(format_validation_error(exc, source, f"gkc_grids.table8.{cell}.two_stage")) from None
     return params
 
 

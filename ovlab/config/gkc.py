@@ -1,7 +1,8 @@
 """GKC loss sections: text diversification, distillation, grounding, loss weights (GKC §3; spec §1.3, §2.3, §3).
 
-Proposed for the training stage's params (not wired into :class:`ovlab.config.Params` here).
-Defaults are the paper's values; the GKC code's are given as "code: ..." in each docstring.
+The ``gkc`` sub-section of the ``tgkd`` stage (:class:`ovlab.config.tgkd.TgkdParams`), used by
+:mod:`ovlab.engine.objective`. Defaults are the paper's values; the GKC code's are given as
+"code: ..." in each docstring.
 """
 
 from __future__ import annotations
@@ -17,18 +18,19 @@ class TextDiversificationParams(Section):
     """GKC text diversification (paper §3.1, Tab. 7a; spec §1.3; :mod:`ovlab.losses.diversify`).
 
     Attributes:
-        strategy: ``none`` | ``random`` | ``group_avg`` | ``group_max`` [random; code ``thresRand``].
+        strategy: ``none`` | ``random`` | ``group_avg`` | ``group_max`` [none; paper best and code
+            ``thresRand``: random].
         random_mode: ``paper`` = draw with probability = synonym score; ``code`` = uniform among the
             names scoring > ``threshold``.
         threshold: ``code`` candidate threshold [0.1].
         fallback: name used when no synonym qualifies: ``plain`` (canonical) or ``argmax``.
         keep_plain_ce: also train the plain-name CE (code: true); the plain CE is then ``loss_ce``
-            and the synonym CE ``loss_syn``, weighted by ``weights.ce`` / ``weights.syn``.
+            and the synonym CE ``loss_syn``, weighted by ``loss.class_weight`` / ``gkc.weights.syn``.
         synonyms: the ``synonyms`` stage output.
         scores: the ``synonym_score`` stage output (``random`` only).
     """
 
-    strategy: Literal["none", "random", "group_avg", "group_max"] = "random"
+    strategy: Literal["none", "random", "group_avg", "group_max"] = "none"
     random_mode: Literal["paper", "code"] = "paper"
     threshold: float = Field(0.1, ge=0.0, lt=1.0)
     fallback: Literal["plain", "argmax"] = "plain"
@@ -41,7 +43,7 @@ class DistillParams(Section):
     """GKC knowledge distillation (paper §3.2, Tab. 5–6; spec §3; :mod:`ovlab.losses.distill`).
 
     Attributes:
-        mode: ``none`` | ``vanilla`` | ``vision_guided`` | ``text_guided`` [text_guided].
+        mode: ``none`` | ``vanilla`` | ``vision_guided`` | ``text_guided`` [none; paper: text_guided].
         form: ``paper`` (|distance − distance|, Euclidean) | ``code`` (squared error of cosines with
             s², vanilla term averaged in).
         teacher: ``global`` (attention-pool global token; code default ``attn_g``) | ``spatial``
@@ -60,7 +62,7 @@ class DistillParams(Section):
             (code: ``TEXT_KD_WEIGHT > 0``) [false].
     """
 
-    mode: Literal["none", "vanilla", "vision_guided", "text_guided"] = "text_guided"
+    mode: Literal["none", "vanilla", "vision_guided", "text_guided"] = "none"
     form: Literal["paper", "code"] = "paper"
     teacher: Literal["global", "spatial"] = "spatial"
     spatial_pool: Literal["masked", "mean"] = "masked"
@@ -77,14 +79,14 @@ class GroundingParams(Section):
     """GKC grounding loss on caption nouns (paper §3.3; spec §2.3; :mod:`ovlab.losses.grounding`).
 
     Attributes:
-        enabled: add ``loss_grounding`` [true].
+        enabled: add ``loss_grounding`` [false; the paper's method: true].
         keep_prob: probability of keeping each caption noun [0.75].
         max_words: nouns per caption [5].
         max_regions: matched queries per image [25].
         validity: ``and`` (a sample needs words and regions) | ``or`` (the code's guard, a quirk).
     """
 
-    enabled: bool = True
+    enabled: bool = False
     keep_prob: float = Field(0.75, ge=0.0, le=1.0)
     max_words: int = Field(5, ge=1)
     max_regions: int = Field(25, ge=1)
@@ -92,32 +94,35 @@ class GroundingParams(Section):
 
 
 class LossWeightsParams(Section):
-    """Loss weights of GKC Eq. 4 (:mod:`ovlab.losses.total`).
+    """Weights λ of the GKC terms of Eq. 4 (:mod:`ovlab.losses.total`).
 
-    ``preset`` gives every weight (paper: mask 5, dice 5, ce 2, syn 2, grounding 2, kd 2, text_kd 2;
-    code: 5, 5, 2, 10, 10, 10, 10); a non-null field replaces the preset's value.
+    ``preset`` gives every weight (paper: syn 2, grounding 2, kd 2, text_kd 2; code: 10, 10, 10, 10);
+    a non-null field replaces the preset's value. The Mask2Former terms (mask, dice, plain CE) are
+    weighted by the stage's ``loss`` section (:class:`ovlab.config.segmenter.LossParams`), so each
+    weight has one home.
     """
 
     preset: Literal["paper", "code"] = "paper"
-    mask: float | None = None
-    dice: float | None = None
-    ce: float | None = None
     syn: float | None = None
     grounding: float | None = None
     kd: float | None = None
     text_kd: float | None = None
 
     def resolve(self) -> dict[str, float]:
-        """``{loss name: λ}`` for :func:`ovlab.losses.total.total_loss`."""
+        """``{loss name: λ}`` of the GKC terms (``loss_syn``, ``loss_grounding``, ``loss_kd``, ``loss_text_kd``)."""
         from ..losses.total import loss_weights
 
-        fields = ("mask", "dice", "ce", "syn", "grounding", "kd", "text_kd")
-        return loss_weights(self.preset, **{f"loss_{f}": getattr(self, f) for f in fields
-                                            if getattr(self, f) is not None})
+        fields = ("syn", "grounding", "kd", "text_kd")
+        w = loss_weights(self.preset, **{f"loss_{f}": getattr(self, f) for f in fields if getattr(self, f) is not None})
+        return {f"loss_{f}": w[f"loss_{f}"] for f in fields}
 
 
 class GkcLossParams(Section):
-    """All GKC-specific loss settings (one section, to nest under the training stage)."""
+    """All GKC-specific loss settings: ``tgkd.gkc`` (TD, KD, grounding and their weights).
+
+    With ``td.strategy: none``, ``kd.mode: none`` and ``grounding.enabled: false`` the objective is
+    the plain Mask2Former loss (the ``tgkd_baseline`` stage).
+    """
 
     td: TextDiversificationParams = TextDiversificationParams()
     kd: DistillParams = DistillParams()

@@ -17,12 +17,14 @@ class BackboneParams(Section):
 
     Attributes:
         kind: ``clip``: the CLIP ModifiedResNet of the stage's ``clip`` (RN50/RN101; GKC default);
-            ``imagenet``: a torchvision ResNet (GKC Tab. 7b).
+            ``imagenet``: a torchvision ResNet (GKC Tab. 7b); ``tiny``: a small random CNN
+            (``ovlab.models.backbone.SmallConvTrunk``, widths 16–128; embedded profile of SCAN,
+            whose CLIP is a ViT).
         depth: 50 or 101 (``imagenet`` only; for ``clip`` the CLIP model name decides).
         weights: ImageNet state-dict file (``imagenet`` only; ``null`` = random init).
     """
 
-    kind: Literal["clip", "imagenet"] = "clip"
+    kind: Literal["clip", "imagenet", "tiny"] = "clip"
     depth: Literal[50, 101] = 50
     weights: str | None = None
 

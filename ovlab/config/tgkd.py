@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .clip import ClipParams
+from .gkc import GkcLossParams
 from .schema import Section
 from .segmenter import LossParams, ModelParams
 from .train import AugmentParams, EvalParams, LoopParams, OptimParams, ScheduleParams, TrainDataParams
@@ -14,7 +15,9 @@ class TgkdParams(Section):
     Attributes:
         clip: the CLIP giving the text classifier (frozen) and, for ``backbone.kind: clip``, the
             initial backbone weights [RN50, openai].
-        model, loss: :mod:`ovlab.config.segmenter`.
+        model, loss: :mod:`ovlab.config.segmenter` (``loss``: the Mask2Former terms and their weights).
+        gkc: text diversification, distillation, grounding and their weights (:mod:`ovlab.config.gkc`);
+            all off by default (the baseline); the GKC grids switch them on.
         data, augment, optim, schedule, train, eval: :mod:`ovlab.config.train`.
         output: folder of the run's outputs (``model.pt``, ``metrics.json``, ``per_class.csv``,
             ``dvclive/``).
@@ -23,6 +26,7 @@ class TgkdParams(Section):
     clip: ClipParams = ClipParams(model="ovlab-tiny-rn")
     model: ModelParams = ModelParams()
     loss: LossParams = LossParams(num_points=1024)
+    gkc: GkcLossParams = GkcLossParams()
     data: TrainDataParams = TrainDataParams()
     augment: AugmentParams = AugmentParams()
     optim: OptimParams = OptimParams()

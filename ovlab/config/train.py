@@ -110,6 +110,8 @@ class LoopParams(Section):
         num_workers: data-loader workers (0 = in the main process).
         checkpoint_dir: where runs keep checkpoints, one sub-folder per config fingerprint
             (not a DVC output, so a killed run resumes).
+        init: a ``model.pt`` whose weights initialise the model before training (keys of the same
+            name and shape; e.g. the video model from the image model, GKC §4.4) [null].
     """
 
     iterations: int = 300
@@ -120,6 +122,7 @@ class LoopParams(Section):
     gpus: int = 1
     num_workers: int = 0
     checkpoint_dir: str = "checkpoints"
+    init: str | None = None
 
     @model_validator(mode="after")
     def _check(self):

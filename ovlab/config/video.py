@@ -1,17 +1,24 @@
-"""Proposed ``video`` sections: VIPSeg data, clips and the seen/unseen metrics (GKC §4.4; spec §6).
+"""``video`` section: the open-vocabulary video benchmark on VIPSeg (GKC §3.4, §4.4 Tab. 3; spec §6, §9).
 
-Not wired into :class:`ovlab.config.Params` yet (the lead adds a ``video`` field with
-:class:`VideoParams` when the video stage exists). Defaults fit the embedded data
-(``data/embedded/vipseg``: 4 train + 2 val videos of 8 frames at 128×160).
+The video model (:mod:`ovlab.models.video`) is fine-tuned from an image checkpoint (``train.init``)
+on the seen classes of VIPSeg and scored on seen / unseen / harmonic mIoU
+(:mod:`ovlab.metrics.video`). The three rows of GKC Table 3 are named cells of dotted overrides
+(``rows``), each trained and scored by ``python -m ovlab.engine.video_task --row <name>`` (DVC matrix
+stage ``video_table3``). Defaults = the embedded profile (``data/embedded/vipseg``: 4 train + 2 val
+videos of 8 frames at 128×160); paper values in brackets.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 
+from .clip import ClipParams
+from .gkc import GkcLossParams, GroundingParams, TextDiversificationParams
 from .schema import Section
+from .segmenter import LossParams, ModelParams
+from .train import AugmentParams, LoopParams, OptimParams, ScheduleParams
 
 
 class VipsegDataParams(Section):
@@ -38,7 +45,7 @@ class VipsegDataParams(Section):
     ignore_label: int = Field(255, ge=124)
 
 
-class ClipParams(Section):
+class ClipSamplingParams(Section):
     """How clips are cut (spec §6.4 [AMBIG]: clip length and stride are not given by GKC).
 
     Attributes:
@@ -60,22 +67,140 @@ class ClipParams(Section):
     eval_tail: Literal["pad", "shift", "short", "drop"] = "pad"
 
 
-class VideoMetricsParams(Section):
-    """Seen / unseen / harmonic mIoU (spec §6.3).
+class VideoEvalParams(Section):
+    """How the video model is scored (spec §6.3–6.4: per-frame semantic maps of every val clip).
 
     Attributes:
-        protocol: ``split-vocab`` (S on ``val_base`` with 112 names, U on ``val_novel`` with 12;
-            GKC code-like) or ``generalized`` (one 124-name run on ``val``).
-        metrics: output JSON (written atomically, records the protocol).
+        protocol: the headline protocol of the metrics file: ``split-vocab`` (S on ``val_base``
+            with the 112 base names, U on ``val_novel`` with the 12 novel names; GKC code-like) or
+            ``generalized`` (one 124-name run on ``val``; SCAN's evaluator) [AMBIG, spec §6.3].
+        protocols: every protocol computed and recorded (must contain ``protocol``).
+        resize: ``short_side`` (frames resized so the short side is ``short_side``, long side ≤
+            ``max_size``; scores upsampled back to the label size) or ``none`` (native size).
+        short_side: [INFER 720: the native ``VIPSeg_720P`` short side; GKC does not say].
+        max_size: long-side cap [1280].
+        templates: prompts of the test names (``none`` | ``photo`` | ``vild``).
+        max_videos: score the first N val videos only (``null`` = all).
     """
 
     protocol: Literal["split-vocab", "generalized"] = "split-vocab"
-    metrics: str = "results/video/metrics.json"
+    protocols: list[Literal["split-vocab", "generalized"]] = Field(
+        default_factory=lambda: ["split-vocab", "generalized"], min_length=1)
+    resize: Literal["short_side", "none"] = "short_side"
+    short_side: int = Field(128, ge=32)
+    max_size: int = Field(2560, ge=32)
+    templates: str = "none"
+    max_videos: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.protocol not in self.protocols:
+            raise ValueError(f"protocol {self.protocol!r} must be one of protocols {self.protocols}")
+        if len(set(self.protocols)) != len(self.protocols):
+            raise ValueError(f"protocols repeat: {self.protocols}")
+        return self
 
 
-class VideoParams(Section):
-    """The proposed ``video`` section: data, clips, metrics."""
+#: GKC Table 3 (spec §6.3): the baseline (mask, dice and CE only), + text-guided KD, + KD + TD.
+TABLE3_ROWS: dict[str, dict[str, Any]] = {
+    "baseline": {},
+    "kd": {"gkc.kd.mode": "text_guided"},
+    "kd_td": {"gkc.kd.mode": "text_guided", "gkc.td.strategy": "random"},
+}
 
+
+def apply_dotted(doc: dict, overrides: dict[str, Any], where: str = "") -> dict:
+    """A copy of ``doc`` with ``{"a.b.c": value}`` overrides set; every path must already exist.
+
+    Raises:
+        KeyError: a path names no existing key (the message gives the full dotted path).
+    """
+    out = _copy(doc)
+    for dotted, value in overrides.items():
+        node, parts = out, dotted.split(".")
+        for i, key in enumerate(parts):
+            if not isinstance(node, dict) or key not in node:
+                known = ", ".join(sorted(node)) if isinstance(node, dict) else "(not a mapping)"
+                under = f" under {'.'.join(parts[:i])!r}" if i else ""
+                raise KeyError(f"{where}{dotted}: unknown key (no {key!r}{under}; known there: {known})")
+            if i == len(parts) - 1:
+                node[key] = value
+            else:
+                node = node[key]
+    return out
+
+
+def _copy(x):
+    return {k: _copy(v) for k, v in x.items()} if isinstance(x, dict) else x
+
+
+class VideoStageParams(Section):
+    """The ``video`` stage: fine-tune the video model on VIPSeg's seen classes and score it (GKC §4.4).
+
+    Attributes:
+        clip: the frozen CLIP (text classifier; KD teacher) — the init checkpoint's [RN50, openai].
+        model: the segmenter (:mod:`ovlab.config.segmenter`); must equal the init checkpoint's.
+        loss: Mask2Former terms; matching and point sampling run over the space-time tube.
+        gkc: TD / KD (:mod:`ovlab.config.gkc`), applied per frame instance (spec §6.4). Video
+            specifics: ``td.synonyms: wordnet`` builds each VIPSeg class's names from WordNet
+            (each ``_or_`` part and the lemmas of its first noun sense, the ``synonyms`` stage's
+            filters; :mod:`ovlab.vocab.auto_synonyms`) — or give a
+            ``{canonical: [names]}`` JSON; ``td.scores`` is not read: the synonym score (GKC Eq. 1)
+            of a clip instance is computed from the frozen CLIP's features of its frames.
+            ``grounding.enabled`` must be false (VIPSeg has no captions).
+        data: :class:`VipsegDataParams`; clips: :class:`ClipSamplingParams`.
+        augment: one transform per clip (:class:`ovlab.config.train.AugmentParams`).
+        optim, schedule, train: the fine-tune [batch 16, 3k iterations, lr 1e-4, step at 2k];
+            ``train.init`` = the image ``model.pt`` to start from (GKC: the COCO model).
+        eval: :class:`VideoEvalParams`.
+        rows: GKC Table 3 as named cells: ``{row: {"dotted.key": value}}`` applied over this
+            section (validated at load: an unknown key or a bad value is a ParamsError naming it).
+        output: the stage's folder; row ``r`` writes ``<output>/<r>/`` (``model.pt``,
+            ``metrics.json``, ``per_class.csv``, ``dvclive/``).
+    """
+
+    clip: ClipParams = ClipParams(model="ovlab-tiny-rn")
+    model: ModelParams = ModelParams()
+    loss: LossParams = LossParams(num_points=512)
+    gkc: GkcLossParams = GkcLossParams(td=TextDiversificationParams(strategy="none", synonyms="wordnet"),
+                                       grounding=GroundingParams(enabled=False))
     data: VipsegDataParams = VipsegDataParams()
-    clips: ClipParams = ClipParams()
-    metrics: VideoMetricsParams = VideoMetricsParams()
+    clips: ClipSamplingParams = ClipSamplingParams()
+    augment: AugmentParams = AugmentParams(crop_size=96)
+    optim: OptimParams = OptimParams(lr=2e-3, backbone_multiplier=1.0, clip_grad=None)
+    schedule: ScheduleParams = ScheduleParams(steps=[25])
+    train: LoopParams = LoopParams(iterations=30, batch_size=2, checkpoint_every=30,
+                                   init="results/tgkd/baseline/model.pt")
+    eval: VideoEvalParams = VideoEvalParams()
+    rows: dict[str, dict[str, Any]] = Field(default_factory=lambda: _copy(TABLE3_ROWS))
+    output: str = "results/video"
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.gkc.grounding.enabled:
+            raise ValueError("gkc.grounding.enabled must be false: VIPSeg has no captions")
+        for name in self.rows:
+            self.row(name)
+        return self
+
+    def row(self, name: str) -> "VideoStageParams":
+        """The section of Table 3 row ``name``: its overrides applied, ``rows`` emptied, ``output``
+        set to ``<output>/<name>``.
+
+        Raises:
+            KeyError: unknown row (lists the rows).
+            ValueError: an override names an unknown key or gives a bad value (``rows.<name>.<key>``).
+        """
+        if name not in self.rows:
+            raise KeyError(f"video.rows has no row {name!r}; rows: {', '.join(self.rows) or '(none)'}")
+        doc = self.model_dump(mode="json")
+        doc.update(rows={}, output=f"{self.output}/{name}")
+        try:
+            doc = apply_dotted(doc, self.rows[name], where=f"rows.{name}: ")
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+        try:
+            return VideoStageParams.model_validate(doc)
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            raise ValueError(f"rows.{name}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}") from None

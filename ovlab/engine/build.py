@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from ovlab.clip.loading import ClipModel, load_clip_from_params
 from ovlab.config import ParamsError, StageParams, format_validation_error
 from ovlab.config.base import BaseParams
+from ovlab.models.distill import DistillHead
 from ovlab.models.segmenter import Segmenter, build_segmenter
 
 from . import checkpoint as ckpt
@@ -44,7 +45,30 @@ def build(stage: StageParams, *, seed: int | None = None) -> Built:
     clip = load_clip_from_params(cfg.clip, stage)
     torch.manual_seed(stage.base.seed if seed is None else seed)
     model = build_segmenter(cfg.model, clip_embed_dim(clip), clip)
+    kd = getattr(getattr(cfg, "gkc", None), "kd", None)
+    if kd is not None and kd.mode != "none":
+        model.distill = DistillHead(kd.student, cfg.model.hidden_dim, clip_embed_dim(clip), cfg.model.decoder_layers + 1,
+                                    text_scale_init=kd.text_scale_init, learn_text_scale=kd.learn_text_scale)
     return Built(stage, clip, model)
+
+
+def init_from(model: torch.nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
+    """Initialise ``model`` from the weights of a ``model.pt`` (``train.init``; non-strict).
+
+    Keys present in both with the same shape are loaded; the rest keep their initialisation.
+
+    Returns:
+        ``(missing, skipped)``: model keys not in the file, and file keys not loaded (absent from
+        the model or of another shape).
+
+    Raises:
+        FileNotFoundError, ValueError: see :func:`ovlab.engine.checkpoint.load`.
+    """
+    state = ckpt.load(path)["model"]
+    own = model.state_dict()
+    take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(take, strict=False)
+    return sorted(set(own) - set(take)), sorted(set(state) - set(take))
 
 
 def from_checkpoint(path: str | Path, *, device: str = "cpu", root: str | Path | None = None) -> Built:
@@ -57,16 +81,21 @@ def from_checkpoint(path: str | Path, *, device: str = "cpu", root: str | Path |
         FileNotFoundError, ValueError: see :func:`ovlab.engine.checkpoint.load`.
         ParamsError: the stored section no longer validates (names the key).
     """
-    from ovlab.config.tgkd import TgkdParams
+    from ovlab.config import Params
+
+    from .tasks import task_for
 
     state = ckpt.load(path)
+    name = state.get("stage", "tgkd")
+    if name not in Params.model_fields or name == "base":
+        raise ValueError(f"{path}: written by an unknown stage section {name!r}")
     try:
-        cfg = TgkdParams.model_validate(state["section"], strict=False)
+        cfg = Params.model_fields[name].annotation.model_validate(state["section"], strict=False)
         base = BaseParams.model_validate({**state["base"], "device": device}, strict=False)
     except ValidationError as exc:
         raise ParamsError(format_validation_error(exc, str(path))) from None
-    stage = StageParams(state.get("stage", "tgkd"), base, cfg, Path(root or Path.cwd()), str(path))
-    built = build(stage)
+    stage = StageParams(name, base, cfg, Path(root or Path.cwd()), str(path))
+    built = task_for(name).build(stage)
     built.model.load_state_dict(state["model"])
     built.model.eval()
     return built

@@ -1,4 +1,4 @@
-"""``ovlab train``, ``ovlab evaluate`` and ``ovlab predict``."""
+"""``ovlab train``, ``ovlab two-stage``, ``ovlab cost``, ``ovlab evaluate`` and ``ovlab predict``."""
 
 from __future__ import annotations
 
@@ -15,12 +15,24 @@ ERRORS = (ParamsError, WeightsNotFoundError, DatasetNotFoundError, CorruptFileEr
 
 
 def add_parser(subparsers) -> None:
-    """Register ``train``, ``evaluate`` and ``predict``."""
+    """Register ``train``, ``two-stage``, ``cost``, ``evaluate`` and ``predict``."""
     p = subparsers.add_parser("train", help="train (or resume) the segmenter of a params section, then evaluate it")
     p.add_argument("--section", required=True, help="params section (e.g. tgkd)")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    p.add_argument("--cell", default=None, help="a GKC grid cell <table>/<cell> of gkc_grids (with --section tgkd)")
     p.set_defaults(func=_train)
+
+    p = subparsers.add_parser("two-stage", help="score a GKC Table 8 cell: a trained grid cell through the "
+                              "two-stage baseline (proposals -> masked crops -> CLIP)")
+    p.add_argument("--cell", required=True, help="table8/<cell> of gkc_grids")
+    p.add_argument("--params", default="params.yaml")
+    p.set_defaults(func=_two_stage)
+
+    p = subparsers.add_parser("cost", help="GKC Table 2: FLOPs, parameters and speed of the single-stage model vs "
+                              "the two-stage baseline (gkc_grids.cost); writes <gkc_grids.output>/cost.json")
+    p.add_argument("--params", default="params.yaml")
+    p.set_defaults(func=_cost)
 
     p = subparsers.add_parser("evaluate", help="score a trained checkpoint on a benchmark (mIoU, seen/unseen/harmonic)")
     p.add_argument("--checkpoint", required=True, help="model.pt or last.pt written by ovlab train")
@@ -52,12 +64,21 @@ def _train(args) -> int:
 
     try:
         params = load_params(args.params)
-        stage = params.stage(args.section)
+        if args.cell:
+            from .grid import run_cell
+
+            table, _, cell = args.cell.partition("/")
+            stage = params.cell(table, cell)
+        else:
+            stage = params.stage(args.section)
         gpus = stage.cfg.train.gpus
         if gpus > 1 and not under_torchrun():
             relaunch_with_torchrun(gpus, ["train", "--section", args.section, "--params", args.params]
-                                   + (["--no-eval"] if args.no_eval else []))
-        result = train(stage, evaluate=not args.no_eval)
+                                   + (["--no-eval"] if args.no_eval else []) + (["--cell", args.cell] if args.cell else []))
+        if args.cell:
+            result = run_cell(params, table, cell, evaluate=not args.no_eval)
+        else:
+            result = train(stage, evaluate=not args.no_eval)
     except ERRORS as exc:
         print(f"ovlab train: error: {exc}", file=sys.stderr)
         return 1
@@ -66,6 +87,32 @@ def _train(args) -> int:
     ev = result.metrics.get("eval", {})
     print(f"ovlab train: {result.iterations} iterations; wrote {result.output}"
           + (f"; {ev.get('dataset')} mIoU {ev.get('mIoU')}" if ev else ""))
+    return 0
+
+
+def _two_stage(args) -> int:
+    from .grid import run_two_stage_cell
+
+    try:
+        table, _, cell = args.cell.partition("/")
+        if table != "table8":
+            raise KeyError(f"two-stage cells live in gkc_grids.table8, got {args.cell!r}")
+        metrics = run_two_stage_cell(load_params(args.params), cell)
+    except ERRORS as exc:
+        print(f"ovlab two-stage: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"ovlab two-stage: {args.cell}: {metrics['eval']['dataset']} mIoU {metrics['eval'].get('mIoU')}")
+    return 0
+
+
+def _cost(args) -> int:
+    from .grid import run_cost
+
+    try:
+        run_cost(load_params(args.params))
+    except ERRORS as exc:
+        print(f"ovlab cost: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -32,6 +32,7 @@ class Example:
         labels: (N,) int64 vocabulary indices.
         image_id: dataset image id.
         captions: the image's captions (grounding loss).
+        segment_ids: (N,) int64 panoptic segment ids (synonym-score lookup, GKC Eq. 1).
     """
 
     image: torch.Tensor
@@ -39,11 +40,16 @@ class Example:
     labels: torch.Tensor
     image_id: int
     captions: list[str] = field(default_factory=list)
+    segment_ids: torch.Tensor | None = None
 
 
 @dataclass
 class Batch:
-    """A batch for one process: images (b, 3, S, S), B lists of labels (N_i,) and masks (N_i, S, S)."""
+    """A batch for one process: images (b, 3, S, S), b lists of labels (N_i,) and masks (N_i, S, S).
+
+    ``sources`` are the un-augmented :class:`Example` of each image (same segment order as ``labels``:
+    the GKC teacher's ``crop`` input, spec §3.2); ``iteration`` and ``slots`` identify the draw.
+    """
 
     images: torch.Tensor
     labels: list[torch.Tensor]
@@ -51,10 +57,13 @@ class Batch:
     image_ids: list[int]
     captions: list[list[str]]
     valid: torch.Tensor
+    sources: list[Example] = field(default_factory=list)
+    iteration: int = 0
+    slots: list[int] = field(default_factory=list)
 
     def to(self, device) -> "Batch":
         return Batch(self.images.to(device), [x.to(device) for x in self.labels], [m.to(device) for m in self.masks],
-                     self.image_ids, self.captions, self.valid.to(device))
+                     self.image_ids, self.captions, self.valid.to(device), self.sources, self.iteration, self.slots)
 
 
 def load_example(record, lut: torch.Tensor) -> Example:
@@ -65,14 +74,15 @@ def load_example(record, lut: torch.Tensor) -> Example:
     """
     image = torch.from_numpy(np.ascontiguousarray(record.image())).permute(2, 0, 1).float() / 255.0
     masks = torch.from_numpy(record.masks())
-    keep, labels = [], []
+    keep, labels, ids = [], [], []
     for k, seg in enumerate(record.segments):
         v = int(lut[seg.category_index])
         if not seg.iscrowd and v >= 0:
             keep.append(k)
             labels.append(v)
+            ids.append(int(seg.id))
     return Example(image, masks[keep] if keep else masks[:0], torch.tensor(labels, dtype=torch.int64),
-                   record.image_id, list(record.captions))
+                   record.image_id, list(record.captions), torch.tensor(ids, dtype=torch.int64))
 
 
 class IterationBatches(Dataset):
@@ -125,9 +135,10 @@ class IterationBatches(Dataset):
 
     def __getitem__(self, it: int) -> Batch:
         idx = self.global_indices(it)
-        images, labels, masks, ids, caps, valid = [], [], [], [], [], []
+        images, labels, masks, ids, caps, valid, sources = [], [], [], [], [], [], []
         a = self.aug
-        for slot in range(self.rank, self.batch_size, self.world_size):
+        slots = list(range(self.rank, self.batch_size, self.world_size))
+        for slot in slots:
             ex = self.example(idx[slot])
             rng = np.random.default_rng([self.seed, it, slot])
             img, m, v = augment(ex.image, ex.masks, rng, flip=a.flip, scale_min=a.scale_min, scale_max=a.scale_max,
@@ -138,4 +149,5 @@ class IterationBatches(Dataset):
             ids.append(ex.image_id)
             caps.append(ex.captions)
             valid.append(v)
-        return Batch(torch.stack(images), labels, masks, ids, caps, torch.stack(valid))
+            sources.append(ex)
+        return Batch(torch.stack(images), labels, masks, ids, caps, torch.stack(valid), sources, it, slots)

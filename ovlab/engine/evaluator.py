@@ -92,20 +92,44 @@ def evaluate_model(model, clip, params, *, device="cpu", root=None, cache_dir=No
         DatasetNotFoundError: the benchmark is not under the root (the message draws its layout).
         KeyError: unknown benchmark name (lists the known ones).
     """
+
+    def make_predict(cats):
+        vocab = build_vocabulary(clip, cats.names, templates=params.templates, cache_dir=cache_dir)
+        model.eval()
+        return lambda image, gt: predict_labels(model, image, vocab, resize=params.resize, short_side=params.short_side,
+                                                max_size=params.max_size, device=device)
+
+    return evaluate_predictor(params, make_predict, root=root, progress=progress)
+
+
+def evaluate_predictor(params, make_predict, *, root=None, progress: bool = True, desc: str = "eval") -> EvalReport:
+    """Score any per-image predictor on ``params.dataset``: the loop and summary of :func:`evaluate_model`.
+
+    Args:
+        params: :class:`ovlab.config.train.EvalParams` (dataset, root, max_images are read here).
+        make_predict: ``make_predict(categories: CategoryList) -> predict``, called once after the
+            records are found; ``predict(image (H, W, 3) uint8 RGB, gt (H, W) int64) -> (H, W) int``
+            class indices 0..K-1 (``gt`` is there for oracle predictors; others ignore it).
+        root: resolved benchmark root (default ``params.root``).
+        desc: progress-bar label.
+
+    Raises:
+        DatasetNotFoundError: the benchmark is not under the root (the message draws its layout).
+        KeyError: unknown benchmark name (lists the known ones).
+        FileNotFoundError: a record without its image.
+    """
     bench = get_benchmark(params.dataset)
     cats = bench.categories()
     records = bench.records(root if root is not None else params.root)
     if params.max_images is not None:
         records = records[: params.max_images]
-    vocab = build_vocabulary(clip, cats.names, templates=params.templates, cache_dir=cache_dir)
+    predict = make_predict(cats)
     cm = ConfusionMatrix(len(cats), ignore_labels=[cats.ignore_label])
-    model.eval()
-    for rec in tqdm(records, desc=f"eval {bench.name}", disable=not progress, leave=False):
+    for rec in tqdm(records, desc=f"{desc} {bench.name}", disable=not progress, leave=False):
         if rec.image is None:
             raise FileNotFoundError(f"{bench.name}: no image for {rec.gt}")
         gt = bench.load_gt(rec)
-        pred = predict_labels(model, read_image(rec.image, "RGB"), vocab, resize=params.resize,
-                              short_side=params.short_side, max_size=params.max_size, device=device)
+        pred = predict(read_image(rec.image, "RGB"), gt)
         cm.update(gt, pred, name=str(rec.gt))
     conf = cm.numpy()
     full = summarize(conf)

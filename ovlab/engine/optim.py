@@ -6,12 +6,12 @@ import torch
 from torch import nn
 
 _NO_DECAY_TYPES = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.Embedding, nn.SyncBatchNorm)
-_NO_DECAY_NAMES = ("logit_scale", "void_embedding", "level_embed")
+_NO_DECAY_NAMES = ("logit_scale", "void_embedding", "level_embed", "text_scale")
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float, backbone_multiplier: float) -> list[dict]:
     """AdamW groups: backbone lr × ``backbone_multiplier``; no weight decay on norm layers,
-    embeddings, τ, the void embedding and the level embeddings (detectron2's ``WEIGHT_DECAY_NORM`` /
+    embeddings, τ, the KD text scale s, the void embedding and the level embeddings (detectron2's ``WEIGHT_DECAY_NORM`` /
     ``WEIGHT_DECAY_EMBED`` = 0; biases decay, as detectron2's default).
 
     Returns:

@@ -56,7 +56,8 @@ def overfit_coco_samples(root: str | Path, output: str | Path, *, iterations: in
 
     from .build import from_checkpoint
     from .evaluator import predict_labels
-    from .trainer import read_training_records, train
+    from .tasks import read_training_records
+    from .trainer import train
     from .vocabulary import build_vocabulary
 
     out = Path(output)

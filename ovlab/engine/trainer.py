@@ -21,21 +21,16 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ovlab.atomic import write_json, write_text
-from ovlab.data.categories import load_categories
-from ovlab.data.coco_panoptic import read_coco_panoptic
 from ovlab.environment import seed_everything
-from ovlab.losses.criterion import SetCriterion
 from ovlab.metrics.evaluate import table_csv
 from ovlab.report.caveats import EMBEDDED_CAVEAT
 
 from . import checkpoint as ckpt
 from . import distributed
-from .build import build
-from .data import IterationBatches
-from .evaluator import evaluate_model
+from .build import init_from
 from .live import LiveLog
 from .optim import build_optimizer
-from .vocabulary import training_vocabulary
+from .tasks import task_for
 
 
 @dataclass
@@ -56,22 +51,6 @@ def _iteration_seed(seed: int, it: int, rank: int) -> int:
     return (seed * 1_000_003 + it * 97 + rank) % (2**63 - 1)
 
 
-def _categories_ref(stage):
-    """``data.categories``: a catalog name as is, a JSON path resolved against the stage root."""
-    c = stage.cfg.data.categories
-    return stage.path(c) if c.endswith(".json") else c
-
-
-def read_training_records(stage):
-    """The training records of ``stage.cfg.data`` (COCO panoptic layout)."""
-    d = stage.cfg.data
-    records = read_coco_panoptic(
-        stage.path(d.root), d.split, _categories_ref(stage),
-        image_dir=d.image_dir, panoptic_dir=d.panoptic_dir, panoptic_json=d.panoptic_json,
-        captions_json=d.captions_json)
-    return records[: d.max_images] if d.max_images is not None else records
-
-
 def _state(model, opt, sched, scaler, it, history, stage, fp, classes) -> dict:
     net = model.module if isinstance(model, DistributedDataParallel) else model
     return {"format": ckpt.FORMAT, "stage": stage.name, "section": stage.cfg.model_dump(mode="json"),
@@ -80,14 +59,16 @@ def _state(model, opt, sched, scaler, it, history, stage, fp, classes) -> dict:
             "scaler": scaler.state_dict(), "history": history, "classes": classes}
 
 
-def train(stage, *, progress: bool = True, evaluate: bool = True, stop_after: int | None = None) -> TrainResult:
-    """Train (or resume) the segmenter of ``stage`` and evaluate it.
+def train(stage, *, progress: bool = True, evaluate: bool = True, stop_after: int | None = None,
+          task=None) -> TrainResult:
+    """Train (or resume) the model of ``stage`` and evaluate it.
 
     Args:
-        stage: :class:`ovlab.config.StageParams` of a :class:`ovlab.config.tgkd.TgkdParams` section.
+        stage: :class:`ovlab.config.StageParams` of a training section (``tgkd``, ``scan``, ``video``...).
         progress: tqdm bars.
-        evaluate: score the final model on ``eval.dataset``.
+        evaluate: score the final model (the task's evaluation, e.g. ``eval.dataset``).
         stop_after: stop (after checkpointing) once this iteration is reached — for tests of resume.
+        task: what is trained (:mod:`ovlab.engine.tasks`); default the task registered for ``stage.name``.
 
     Writes (rank 0): ``<output>/model.pt``, ``metrics.json``, ``per_class.csv``, ``dvclive/``, and
     ``<train.checkpoint_dir>/<stage>-<fingerprint>/last.pt`` every ``checkpoint_every`` iterations.
@@ -97,16 +78,19 @@ def train(stage, *, progress: bool = True, evaluate: bool = True, stop_after: in
         NonFiniteLoss: NaN/inf loss.
     """
     cfg, base = stage.cfg, stage.base
+    task = task if task is not None else task_for(stage.name)
     rank, world, device = distributed.setup(base.device)
     seed_everything(base.seed, deterministic=base.deterministic)
-    built = build(stage)
-    model, clip = built.model.to(device), built.clip
-    cats = load_categories(_categories_ref(stage))
-    cache = stage.path(base.paths.cache)
-    vocab = training_vocabulary(clip, cats, cfg.data.vocabulary, templates=cfg.model.templates, cache_dir=cache)
-    text, lut = vocab.text.to(device), vocab.label_lut(len(cats))
-    records = read_training_records(stage)
+    built = task.build(stage)
     loop = cfg.train
+    if loop.init is not None:
+        missing, skipped = init_from(built.model, stage.path(loop.init))
+        if rank == 0 and progress:
+            print(f"ovlab train: initialised from {loop.init} ({len(missing)} new keys, {len(skipped)} skipped)")
+    model, clip = built.model.to(device), built.clip
+    cache = stage.path(base.paths.cache)
+    vocab = task.vocabulary(stage, clip)
+    text = vocab.text.to(device)
     fp = ckpt.fingerprint(cfg.model_dump(mode="json"), base.seed)
     run_dir = stage.path(loop.checkpoint_dir) / f"{stage.name}-{fp}"
     out_dir = stage.path(cfg.output)
@@ -126,8 +110,8 @@ def train(stage, *, progress: bool = True, evaluate: bool = True, stop_after: in
             print(f"ovlab train: resuming {stage.name} from {last} at iteration {start}")
     live = LiveLog(out_dir / "dvclive", history, enabled=rank == 0)
     net = DistributedDataParallel(model) if world > 1 else model
-    criterion = SetCriterion(cfg.loss)
-    batches = IterationBatches(records, lut, loop.batch_size, base.seed, cfg.augment, rank, world, loop.iterations)
+    objective = task.objective(stage, built, vocab)
+    batches = task.batches(stage, vocab, rank, world)
     loader = DataLoader(batches, batch_size=None, sampler=range(start, loop.iterations), num_workers=loop.num_workers,
                         collate_fn=_identity)
     end = loop.iterations if stop_after is None else min(stop_after, loop.iterations)
@@ -139,8 +123,7 @@ def train(stage, *, progress: bool = True, evaluate: bool = True, stop_after: in
         gen = torch.Generator().manual_seed(_iteration_seed(base.seed, it, rank))
         batch = batch.to(device)
         with torch.autocast(device_type=device.type, enabled=use_amp):
-            preds = net(batch.images, text)
-        out = criterion(preds, batch.labels, batch.masks, generator=gen)
+            out = objective(net, batch, text, gen)
         loss = out.total()
         loss_value = float(loss.detach())
         if not torch.isfinite(loss):
@@ -179,13 +162,11 @@ def train(stage, *, progress: bool = True, evaluate: bool = True, stop_after: in
     if base.profile == "embedded":
         metrics.update({"synthetic": True, "caveat": EMBEDDED_CAVEAT})
     if evaluate and rank == 0:
-        rep = evaluate_model(model.eval(), clip, cfg.eval, device=device,
-                             root=stage.path(cfg.eval.root) if cfg.eval.root else None, cache_dir=cache,
-                             progress=progress)
-        metrics["eval"] = {"dataset": rep.dataset, "num_images": rep.num_images, "resize": cfg.eval.resize,
-                           "short_side": cfg.eval.short_side, **{k: _num(v) for k, v in rep.summary.items()}}
+        summary, per_class = task.evaluate(stage, built, device, progress, cache)
+        metrics["eval"] = {k: _num(v) for k, v in summary.items()}
         live.summary({f"eval/{k}": v for k, v in metrics["eval"].items() if isinstance(v, float)})
-        write_text(out_dir / "per_class.csv", table_csv(rep.per_class))
+        if per_class is not None:
+            write_text(out_dir / "per_class.csv", table_csv(per_class))
     if rank == 0:
         ckpt.save(out_dir / "model.pt", {**_state(net, opt, sched, scaler, loop.iterations, live.history, stage, fp,
                                                   vocab.classes), "optimizer": None, "scheduler": None, "scaler": None})

@@ -37,12 +37,14 @@ class CriterionOutput:
         weights: name → λ.
         matches: per prediction (same order as the input), B pairs (query_idx, target_idx).
         num_masks: the normaliser used.
+        class_targets: per prediction, the (B, Q) CE targets (class, K = void, -100 = dropped region).
     """
 
     terms: dict[str, torch.Tensor]
     weights: dict[str, float]
     matches: list[list[tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=list)
     num_masks: float = 1.0
+    class_targets: list[torch.Tensor] = field(default_factory=list)
 
     def total(self) -> torch.Tensor:
         """Σ λ·term (0-d)."""
@@ -90,7 +92,7 @@ class SetCriterion:
         preds = predictions if p.deep_supervision else predictions[-1:]
         device = preds[-1].masks.device
         num_masks = _num_masks(labels, device)
-        terms, weights, all_matches = {}, {}, []
+        terms, weights, all_matches, all_targets = {}, {}, [], []
         last = len(preds) - 1
         for li, pred in enumerate(preds):
             if pred.logits is None:
@@ -106,10 +108,11 @@ class SetCriterion:
                                        oversample_ratio=p.oversample_ratio, importance_ratio=p.importance_ratio)
             tgt = query_targets(pred.logits.shape[1], pred.logits.shape[2] - 1, matches, labels,
                                 region_dropout=p.region_dropout, generator=generator)
+            all_targets.append(tgt)
             losses["loss_ce"] = class_loss(pred.logits, tgt, p.void_weight)
             suffix = "" if li == last else f"_{li}"
             for k, v in losses.items():
                 terms[k + suffix] = v
                 weights[k + suffix] = {"loss_mask": p.mask_weight, "loss_dice": p.dice_weight,
                                        "loss_ce": p.class_weight}[k]
-        return CriterionOutput(terms, weights, all_matches, num_masks)
+        return CriterionOutput(terms, weights, all_matches, num_masks, all_targets)

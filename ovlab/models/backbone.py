@@ -5,6 +5,8 @@
   its BatchNorm layers are trained (``FREEZE_AT=0``, plain BN).
 - :class:`TorchvisionResNetTrunk`: an ImageNet ResNet-50/101 (GKC Tab. 7b), weights from a local
   file when given (nothing is downloaded).
+- :class:`SmallConvTrunk`: a small randomly initialised CNN (``kind: tiny``) for the embedded
+  profile of models whose CLIP is a ViT (SCAN), where no CLIP ResNet trunk exists.
 """
 
 from __future__ import annotations
@@ -93,3 +95,28 @@ class TorchvisionResNetTrunk(_Trunk):
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
         self.channels = [256, 512, 1024, 2048]
+
+
+class SmallConvTrunk(_Trunk):
+    """A small plain CNN with res2..res5-like outputs (embedded profile; random init from the torch seed).
+
+    Stem: two 3×3 conv–BN–ReLU with stride 2 (stride 4); then four stages of one 3×3 conv–BN–ReLU,
+    the first with stride 1 and the others with stride 2.
+
+    Args:
+        width: channels of the first stage; the stages have width·(1, 2, 4, 8).
+
+    Shapes: ``forward`` (B, 3, H, W) → 4 maps (B, C_i, H/s_i, W/s_i), s = 4, 8, 16, 32.
+    """
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+
+        def block(cin: int, cout: int, stride: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
+                                 nn.ReLU(inplace=True))
+
+        self.channels = [width, 2 * width, 4 * width, 8 * width]
+        self.stem = nn.Sequential(block(3, width, 2), block(width, width, 2))
+        self.layers = nn.ModuleList([block(width, width, 1)] + [block(self.channels[i - 1], self.channels[i], 2)
+                                                                  for i in range(1, 4)])

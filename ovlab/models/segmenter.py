@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .backbone import ClipResNetTrunk, TorchvisionResNetTrunk
+from .backbone import ClipResNetTrunk, SmallConvTrunk, TorchvisionResNetTrunk
 from .classifier import TextClassifier
 from .inference import names_to_classes, semantic_inference, upsample_masks
 from .mask2former import Mask2FormerHead, mask2former_config
@@ -110,6 +110,8 @@ def build_backbone(params, clip=None) -> nn.Module:
         if clip is None:
             raise ValueError("backbone.kind 'clip' needs the stage's CLIP model")
         return ClipResNetTrunk(clip.model.visual)
+    if b.kind == "tiny":
+        return SmallConvTrunk()
     return TorchvisionResNetTrunk(b.depth, b.weights)
 
 
