@@ -156,11 +156,12 @@ class GkcObjective:
                 if "loss_syn" in terms:
                     out.add("loss_syn" + suffix, terms["loss_syn"], self.weights["loss_syn"])
             if kd_keep is not None:
-                for name, value in self._kd_terms(model, li, pred, matches, kd_keep, teacher, names, text,
+                layer = li if self.cfg.loss.deep_supervision else len(preds) - 1  # its own KD projection
+                for name, value in self._kd_terms(model, layer, pred, matches, kd_keep, teacher, names, text,
                                                   batch).items():
                     out.add(name + suffix, value, self.weights[name])
             if words is not None:
-                out.add("loss_grounding" + suffix, self._grounding(pred, matches, words, model, generator, li),
+                out.add("loss_grounding" + suffix, self._grounding(pred, matches, words, model, generator),
                         self.weights["loss_grounding"])
         return out
 
@@ -220,7 +221,7 @@ class GkcObjective:
         words, mask = pad_embeddings(items, g.max_words)
         return words.to(batch.images.device), mask.to(batch.images.device)
 
-    def _grounding(self, pred, matches, words, model, generator, li) -> torch.Tensor:
+    def _grounding(self, pred, matches, words, model, generator) -> torch.Tensor:
         g = self.gkc.grounding
         regions = []
         for b, (q, _) in enumerate(matches):

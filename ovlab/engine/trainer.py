@@ -99,8 +99,10 @@ def train(stage, *, progress: bool = True, evaluate: bool = True, stop_after: in
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     start, history = 0, []
     last = run_dir / "last.pt"
-    if last.is_file():
-        state = ckpt.load(last)
+    state = ckpt.load(last) if last.is_file() else None
+    if state is not None and int(state["iteration"]) >= loop.iterations:
+        state = None  # a finished run: train again (the code may have changed), never just re-score it
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
