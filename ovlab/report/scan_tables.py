@@ -197,6 +197,7 @@ def table_plot(df: pd.DataFrame, table: str, axes=None):
         part = data[data["source"] == source]
         if part["value"].notna().any():
             sns.barplot(data=part, y="row", x="value", hue="dataset", ax=ax, orient="h")
+            ax.legend(title=None, fontsize=7, loc="lower right", framealpha=0.85)
         else:
             ax.text(0.5, 0.5, "no results yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(f"{'SCAN paper (ViT-L)' if source == 'paper' else 'ours'}: {PAPER[table].title}", fontsize=9)
