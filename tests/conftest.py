@@ -90,6 +90,18 @@ def tiny_run(embedded_root, tmp_path_factory):
     return stage, train(stage, progress=False)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``),
+    restored afterwards so later tests keep the default."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_vit():
     """The visual tower of an untrained ``ovlab-tiny-vit`` CLIP (SCAN tests)."""

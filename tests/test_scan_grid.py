@@ -28,12 +28,7 @@ OWN = {("table4", c) for c in ("cls", "hw", "cls_hw", "hw_lfe")} | {
     ("table5", c) for c in ("l15_18_21_k7_5_3", "l15_18_21_k9_7_3", "l12_18_24_k7_5_3", "l12_18_24_k11_9_7")}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _expected(table, cell):

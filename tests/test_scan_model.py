@@ -24,12 +24,7 @@ TINY_MODEL = {"backbone": {"kind": "tiny"}, "hidden_dim": 32, "mask_dim": 32, "n
 TINY_SIM = {"cross_attention_layers": 1, "encoder_layers": 1, "encoder_ff": 32, "heads": 4}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

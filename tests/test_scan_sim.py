@@ -15,13 +15,7 @@ from ovlab.models.sim import (LowFrequencyEnhancement, SemanticIntegrationModule
                               frequency_filter)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread for this module's tests only (restored afterwards, so later tests are unaffected)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------------------ frequency map
