@@ -48,7 +48,9 @@ if [ ! -f "$stamp" ]; then
 fi
 # A venv shared between checkouts (CI) must import this checkout's ovlab.
 here=$(pwd -P)
-where=$("$VENV/bin/python" -c 'import ovlab, os; print(os.path.dirname(os.path.dirname(os.path.realpath(ovlab.__file__))))' 2>/dev/null || true)
+# Asked from a neutral folder: `python -c` puts the current folder first on sys.path, which would
+# always find this checkout and hide an install that points at another one.
+where=$(cd / && "$VENV/bin/python" -c 'import ovlab, os; print(os.path.dirname(os.path.dirname(os.path.realpath(ovlab.__file__))))' 2>/dev/null || true)
 if [ "$where" != "$here" ]; then
   log "pointing the editable install at $here"
   pipq install --no-deps -e .

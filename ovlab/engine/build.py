@@ -80,6 +80,7 @@ def from_checkpoint(path: str | Path, *, device: str = "cpu", root: str | Path |
     Raises:
         FileNotFoundError, ValueError: see :func:`ovlab.engine.checkpoint.load`.
         ParamsError: the stored section no longer validates (names the key).
+        ValueError: the stored stage name is ``base``.
     """
     from ovlab.config import Params
 
@@ -87,10 +88,13 @@ def from_checkpoint(path: str | Path, *, device: str = "cpu", root: str | Path |
 
     state = ckpt.load(path)
     name = state.get("stage", "tgkd")
-    if name not in Params.model_fields or name == "base":
+    if name == "base":
         raise ValueError(f"{path}: written by an unknown stage section {name!r}")
+    # A section of params.yaml has its own type; an ad-hoc stage name (the overfit check, a
+    # notebook's own run) is an image-task run with a ``tgkd``-shaped section.
+    kind = Params.model_fields[name].annotation if name in Params.model_fields else Params.model_fields["tgkd"].annotation
     try:
-        cfg = Params.model_fields[name].annotation.model_validate(state["section"], strict=False)
+        cfg = kind.model_validate(state["section"], strict=False)
         base = BaseParams.model_validate({**state["base"], "device": device}, strict=False)
     except ValidationError as exc:
         raise ParamsError(format_validation_error(exc, str(path))) from None
