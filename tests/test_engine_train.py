@@ -47,6 +47,18 @@ def test_resume_in_process_gives_the_same_model_and_metrics(tiny_run, embedded_r
     assert rows == (full.output / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv").read_text()
 
 
+def test_a_half_run_of_other_code_starts_over(tiny_run, embedded_root, tmp_path, capsys):
+    _, full = tiny_run
+    stage = tiny_tgkd_stage(embedded_root, tmp_path)
+    part = train(stage, progress=False, stop_after=5)
+    state = ckpt.load(part.run_dir / "last.pt")
+    assert state["code"] == ckpt.code_version() and len(state["code"]) == 16
+    ckpt.save(part.run_dir / "last.pt", {**state, "code": "0" * 16})  # as if written before an edit
+    again = train(stage, progress=True)
+    assert "written by other ovlab code" in capsys.readouterr().out
+    assert again.metrics["eval"] == full.metrics["eval"]  # a full run from scratch, not a resumed half
+
+
 def _write_params(repo_root, data_root, folder, **overrides):
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     params["tgkd"] = tiny_tgkd_section(data_root, folder, **overrides)

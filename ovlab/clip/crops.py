@@ -119,7 +119,10 @@ def masked_crops(
         raise ValueError(f"masks must be (M, H, W) with H, W = {tuple(img.shape[-2:])}, got {tuple(m.shape)}")
     out_size = (size, size) if isinstance(size, int) else tuple(size)
     h, w = img.shape[-2:]
-    fill_value = torch.tensor([c * 255.0 for c in mean]) if fill == "mean" else torch.full((3,), 128.0)
+    dev = img.device  # everything on the image's device: no host round trips on CUDA
+    m = m.to(dev)
+    fill_value = (torch.tensor([c * 255.0 for c in mean], device=dev) if fill == "mean"
+                  else torch.full((3,), 128.0, device=dev))
     crops, boxes = [], []
     for k in range(m.shape[0]):
         if not m[k].any():
@@ -131,8 +134,8 @@ def masked_crops(
         crops.append(_resize(crop, out_size, resize))
         boxes.append((x0, y0, x1, y1))
     if not crops:
-        return torch.zeros(0, 3, *out_size), torch.zeros(0, 4, dtype=torch.int64)
+        return torch.zeros(0, 3, *out_size, device=dev), torch.zeros(0, 4, dtype=torch.int64)
     x = torch.stack(crops) / 255.0
     if normalize:
-        x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+        x = (x - torch.tensor(mean, device=dev).view(1, 3, 1, 1)) / torch.tensor(std, device=dev).view(1, 3, 1, 1)
     return x.float(), torch.tensor(boxes, dtype=torch.int64)

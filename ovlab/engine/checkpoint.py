@@ -4,11 +4,13 @@ A run's folder is ``<checkpoint_dir>/<fingerprint>/`` where the fingerprint hash
 changes the result (the stage section without output paths, and the seed). ``last.pt`` holds the
 model, optimiser, scheduler and AMP-scaler states, the iteration and the logged history; the data
 order and every random draw are functions of (seed, iteration) (see :mod:`.data`), so resuming at
-``last.pt`` reproduces an uninterrupted run bit for bit on CPU.
+``last.pt`` reproduces an uninterrupted run bit for bit on CPU — with the same code: ``last.pt``
+also records :func:`code_version`, and a run whose code changed since starts over.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -30,6 +32,17 @@ def fingerprint(section: dict, seed: int, ignore: tuple[str, ...] = ("output",))
         doc["train"] = {k: v for k, v in doc["train"].items()
                         if k not in ("checkpoint_every", "num_workers", "checkpoint_dir")}
     return hashlib.sha256(json.dumps({"section": doc, "seed": seed}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """16 hex digits hashing the source of the installed ``ovlab`` package (every ``*.py`` file,
+    path and bytes). A resumed run must continue with the code that began it."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def save(path: str | os.PathLike, state: dict) -> Path:

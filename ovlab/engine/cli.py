@@ -132,6 +132,8 @@ def _evaluate(args) -> int:
     try:
         dev = _device(args.device)
         built = from_checkpoint(args.checkpoint, device=dev)
+        if hasattr(built.model, "set_benchmark"):  # SCAN: the benchmark's mask threshold, λ and CS ratio
+            built.model.set_benchmark(args.dataset)
         params = EvalParams(dataset=args.dataset, root=args.root, resize=args.resize, short_side=args.short_side,
                             templates=args.templates, max_images=args.max_images)
         rep = evaluate_model(built.model.to(dev), built.clip, params, device=dev, root=args.root)

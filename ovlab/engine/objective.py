@@ -36,6 +36,7 @@ from ovlab.losses.diversify import (batch_columns, canonical_logits, classificat
                                     sample_synonyms)
 from ovlab.losses.grounding import caption_nouns, grounding_loss, pad_embeddings, sample_caption
 from ovlab.models.distill import ClipTeacher
+from ovlab.models.inference import names_to_classes
 from ovlab.vocab.names import normalize_class_name
 from ovlab.vocab.synonym_vocab import load_synonym_scores, load_synonym_vocabulary
 
@@ -49,14 +50,50 @@ def gkc_enabled(gkc) -> bool:
     return gkc is not None and (gkc.td.strategy != "none" or gkc.kd.mode != "none" or gkc.grounding.enabled)
 
 
-class MaskObjective:
-    """Mask2Former losses on the vocabulary's names (the baseline; spec §2.3)."""
+def class_predictions(preds: list, vocab) -> list:
+    """Predictions with per-class logits: the model scores the vocabulary's M names, the criterion's
+    targets index its K classes; a multi-name class (``,`` / ``_or_`` parts) takes the max over its
+    names, void last, as at inference (spec §2.2). One name per class in order: ``preds`` itself.
 
-    def __init__(self, loss_params):
+    Args:
+        preds: per decoder layer, predictions whose ``logits`` are (B, Q, M + 1).
+        vocab: the training :class:`ovlab.engine.vocabulary.Vocabulary` (K classes, M names).
+
+    Returns:
+        The same predictions with (B, Q, K + 1) logits.
+    """
+    ci = vocab.class_index
+    if ci.numel() == len(vocab) and bool((ci.cpu() == torch.arange(len(vocab))).all()):
+        return preds
+    return [replace(p, logits=names_to_classes(p.logits, ci.to(p.logits.device), len(vocab))) for p in preds]
+
+
+def first_name_rows(vocab) -> torch.Tensor:
+    """(K,) int64: the row of each class's first name in the vocabulary's (M, D) text embeddings."""
+    ci = vocab.class_index.cpu()
+    rows = torch.full((len(vocab),), -1, dtype=torch.long)
+    for m in range(ci.numel() - 1, -1, -1):
+        rows[ci[m]] = m
+    return rows
+
+
+class MaskObjective:
+    """Mask2Former losses on the vocabulary's classes (the baseline; spec §2.3).
+
+    Args:
+        loss_params: the section's ``loss`` (:class:`ovlab.config.train.LossParams`).
+        vocab: the training vocabulary; with multi-name classes the name logits are reduced to
+            class logits (:func:`class_predictions`) before matching. ``None``: one name per class.
+    """
+
+    def __init__(self, loss_params, vocab=None):
         self.criterion = SetCriterion(loss_params)
+        self.vocab = vocab
 
     def __call__(self, net, batch, text: torch.Tensor, generator: torch.Generator) -> CriterionOutput:
         preds = net(batch.images, text)
+        if self.vocab is not None:
+            preds = class_predictions(preds, self.vocab)
         return self.criterion(preds, batch.labels, batch.masks, generator=generator)
 
 
@@ -102,6 +139,7 @@ class GkcObjective:
         if kd.mode != "none":
             self.teacher = ClipTeacher(clip, kd.teacher, kd.spatial_pool, kd.teacher_input, kd.teacher_eval)
         self._noun_cache: dict[str, torch.Tensor] = {}
+        self.name_rows = first_name_rows(vocab)  # KD without TD: a class's text is its first name
 
     # ------------------------------------------------------------------------------------- text
     def text(self, default: torch.Tensor) -> torch.Tensor:
@@ -128,7 +166,8 @@ class GkcObjective:
     def __call__(self, net, batch, text: torch.Tensor, generator: torch.Generator) -> CriterionOutput:
         td, kd = self.gkc.td, self.gkc.kd
         preds = net(batch.images, self.text(text))
-        plain = [replace(p, logits=canonical_logits(p.logits, self.syn)) for p in preds] if self.syn else preds
+        plain = ([replace(p, logits=canonical_logits(p.logits, self.syn)) for p in preds] if self.syn
+                 else class_predictions(preds, self.vocab))
         out = self.criterion(plain, batch.labels, batch.masks, generator=generator)
         layers = preds if self.cfg.loss.deep_supervision else preds[-1:]
         last = len(layers) - 1
@@ -187,7 +226,7 @@ class GkcObjective:
             if names is not None:
                 texts.append(self.bank[names[b][keep[b]]])
             else:
-                texts.append(text.detach().cpu()[batch.labels[b].cpu()[keep[b]]])
+                texts.append(text.detach().cpu()[self.name_rows[batch.labels[b].cpu()[keep[b]]]])
             ids.append(torch.full((keep[b].numel(),), b, dtype=torch.long))
         device = pred.prior.device
         if not students:
@@ -238,4 +277,4 @@ def build_objective(stage, built, vocab):
     gkc = getattr(stage.cfg, "gkc", None)
     if gkc_enabled(gkc):
         return GkcObjective(stage, built.clip, vocab, built.model)
-    return MaskObjective(stage.cfg.loss)
+    return MaskObjective(stage.cfg.loss, vocab)

@@ -56,7 +56,7 @@ def _state(model, opt, sched, scaler, it, history, stage, fp, classes) -> dict:
     return {"format": ckpt.FORMAT, "stage": stage.name, "section": stage.cfg.model_dump(mode="json"),
             "base": stage.base.model_dump(mode="json"), "fingerprint": fp, "iteration": it,
             "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "scaler": scaler.state_dict(), "history": history, "classes": classes}
+            "scaler": scaler.state_dict(), "history": history, "classes": classes, "code": ckpt.code_version()}
 
 
 def train(stage, *, progress: bool = True, evaluate: bool = True, stop_after: int | None = None,
@@ -102,6 +102,10 @@ def train(stage, *, progress: bool = True, evaluate: bool = True, stop_after: in
     state = ckpt.load(last) if last.is_file() else None
     if state is not None and int(state["iteration"]) >= loop.iterations:
         state = None  # a finished run: train again (the code may have changed), never just re-score it
+    if state is not None and state.get("code") != ckpt.code_version():
+        if rank == 0:
+            print(f"ovlab train: {last} was written by other ovlab code; training {stage.name} from the start")
+        state = None  # half a run with the old code and half with the new would match neither
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
