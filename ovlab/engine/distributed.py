@@ -14,14 +14,15 @@ def under_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def relaunch_with_torchrun(nproc: int, argv: list[str]) -> None:
-    """Replace this process by ``torchrun --nproc_per_node nproc -m ovlab <argv>`` (never returns).
+def relaunch_with_torchrun(nproc: int, argv: list[str], module: str = "ovlab") -> None:
+    """Replace this process by ``torchrun --nproc_per_node nproc -m <module> <argv>`` (never returns).
 
-    Called by ``ovlab train`` when ``train.gpus`` > 1 and it is not yet under torchrun, so the DVC
-    stage command stays ``ovlab train --section S``.
+    Called by ``ovlab train`` (and the video rows, ``module="ovlab.engine.video_task"``) when
+    ``train.gpus`` > 1 and it is not yet under torchrun, so the DVC stage command stays
+    ``python -m ovlab train --section S``.
     """
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "ovlab", *argv]
+           "-m", module, *argv]
     os.execv(sys.executable, cmd)
 
 

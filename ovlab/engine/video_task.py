@@ -148,7 +148,7 @@ def run_row(params, row: str, *, progress: bool = True, evaluate: bool = True):
 def main(argv: list[str] | None = None) -> int:
     """``python -m ovlab.engine.video_task --row <name> [--params params.yaml]``."""
     from .cli import ERRORS
-    from .distributed import under_torchrun
+    from .distributed import relaunch_with_torchrun, under_torchrun
 
     p = argparse.ArgumentParser(prog="python -m ovlab.engine.video_task",
                                 description="Train and score one GKC Table 3 row of the video benchmark.")
@@ -160,9 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params)
         gpus = row_stage(params, args.row).cfg.train.gpus
         if gpus > 1 and not under_torchrun():  # DDP: re-launch this command under torchrun (never returns)
-            os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                      f"--nproc_per_node={gpus}", "-m", "ovlab.engine.video_task",
-                                      *(sys.argv[1:] if argv is None else argv)])
+            relaunch_with_torchrun(gpus, sys.argv[1:] if argv is None else argv, module="ovlab.engine.video_task")
         result = run_row(params, args.row, evaluate=not args.no_eval)
     except ERRORS as exc:
         print(f"ovlab video: error: {exc}", file=sys.stderr)
