@@ -37,7 +37,7 @@ def stage_environment(seed: int, *, offline: bool = True, cache_dir: str | None 
         env["OVLAB_CACHE"] = str(cache_dir)
     if offline:
         env.update(OFFLINE_FLAGS)
-    from .vocab.wordnet import WordNetNotFoundError, nltk_data_dir
+    from ovlab.vocab.wordnet import WordNetNotFoundError, nltk_data_dir
 
     try:
         extra = nltk_data_dir(cache_dir)

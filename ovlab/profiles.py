@@ -13,8 +13,8 @@ import io
 import sys
 from pathlib import Path
 
-from .atomic import write_text
-from .config import ParamsError, parse_params, read_yaml
+from ovlab.atomic import write_text
+from ovlab.config import ParamsError, parse_params, read_yaml
 
 PROFILES = ("embedded", "paper")
 

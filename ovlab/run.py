@@ -16,9 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .atomic import write_text
-from .config import ParamsError, load_params
-from .environment import stage_environment
+from ovlab.atomic import write_text
+from ovlab.config import ParamsError, load_params
+from ovlab.environment import stage_environment
 
 
 class NotebookFailed(RuntimeError):

@@ -84,7 +84,7 @@ def tiny_tgkd_stage(data_root: Path, output: Path, **overrides):
 @pytest.fixture(scope="session")
 def tiny_run(embedded_root, tmp_path_factory):
     """A tiny segmenter trained once per session on the generated embedded data: (stage, TrainResult)."""
-    from ovlab.engine.trainer import train
+    from ovlab.experiments.registry import train_stage as train
 
     stage = tiny_tgkd_stage(embedded_root, tmp_path_factory.mktemp("tiny_run"))
     return stage, train(stage, progress=False)

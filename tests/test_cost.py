@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ovlab.engine.cost import bench_cost, cost_ratios, count_flops, count_parameters, measure_cost
+from ovlab.gkc.cost import bench_cost, cost_ratios, count_flops, count_parameters, measure_cost
 
 
 def test_count_flops_linear_and_conv_by_hand():

@@ -16,7 +16,7 @@ import pytest
 from ovlab.config import SynonymsParams
 from ovlab.data.categories import load_categories
 from ovlab.vocab import load_wordnet
-from ovlab.vocab.names import normalize_class_name
+from ovlab.data.names import normalize_class_name
 from ovlab.vocab.overrides import load_overrides
 from ovlab.vocab.synonyms import build_synonyms, synonym_metrics
 

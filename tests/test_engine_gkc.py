@@ -14,7 +14,7 @@ from ovlab.config.base import BaseParams
 from ovlab.config.grids import GkcGridsParams, deep_merge
 from ovlab.config.tgkd import TgkdParams
 from ovlab.data.categories import load_categories
-from ovlab.vocab.names import normalize_class_name
+from ovlab.data.names import normalize_class_name
 
 from .conftest import REPO, tiny_tgkd_section
 
@@ -81,8 +81,8 @@ def test_repo_grid_cells_validate_and_a_bad_cell_names_its_key(repo_root, tmp_pa
 # ----------------------------------------------------------------------------------------- teacher
 def test_teacher_global_token_is_clips_image_embedding_of_the_masked_image():
     from ovlab.clip import load_clip
-    from ovlab.engine.data import Batch
-    from ovlab.models.distill import ClipTeacher
+    from ovlab.segmenter.data import Batch
+    from ovlab.gkc.distill_heads import ClipTeacher
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -110,7 +110,7 @@ def test_teacher_global_token_is_clips_image_embedding_of_the_masked_image():
 
 # --------------------------------------------------------------------------------------- objective
 def _batch(embedded_root, stage):
-    from ovlab.engine.tasks import task_for
+    from ovlab.experiments.registry import task_for
 
     task = task_for("tgkd")
     built = task.build(stage)
@@ -130,7 +130,7 @@ def test_group_avg_with_one_name_per_class_equals_the_plain_ce(embedded_root, tm
     out_group = obj(built.model, batch, text, torch.Generator().manual_seed(1))
     # the untrained text tower encodes the processed names ("wall brick") differently from the raw
     # ones ("wall-brick"); compare through the same bank: the group CE equals the canonical CE
-    from ovlab.losses.diversify import canonical_logits, group_logits
+    from ovlab.gkc.diversify import canonical_logits, group_logits
 
     preds = built.model(batch.images, obj.bank)
     torch.testing.assert_close(group_logits(preds[-1].logits, obj.syn.name_to_class_tensor(), "mean"),
@@ -165,7 +165,7 @@ def test_objective_logs_every_term_on_every_prediction(embedded_root, tmp_path):
 
 
 def test_short_td_tgkd_training_on_real_coco_logs_every_term_without_nan(shared_data, coco_samples, tmp_path):
-    from ovlab.engine.trainer import train
+    from ovlab.experiments.registry import train_stage as train
 
     syn, sc = _synonym_files(tmp_path, coco_samples)
     root = shared_data / "samples" / "coco_panoptic"

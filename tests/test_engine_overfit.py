@@ -13,7 +13,7 @@ MIN_MIOU, MIN_PACC = 40.0, 80.0
 @pytest.mark.slow
 @pytest.mark.shared
 def test_overfit_two_real_coco_images(shared_data, tmp_path):
-    from ovlab.engine.overfit import overfit_coco_samples
+    from ovlab.experiments.overfit import overfit_coco_samples
 
     res = overfit_coco_samples(shared_data / "samples" / "coco_panoptic", tmp_path, iterations=300)
     print(f"\noverfit 2 real COCO images: {res.iterations} iterations in {res.seconds:.0f} s -> "

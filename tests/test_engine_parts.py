@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from ovlab.config.train import AugmentParams, ScheduleParams
-from ovlab.engine.augment import augment
+from ovlab.segmenter.augment import augment
 from ovlab.engine.checkpoint import fingerprint
-from ovlab.engine.data import IterationBatches
+from ovlab.segmenter.data import IterationBatches
 from ovlab.engine.optim import lr_factor, param_groups
 
 

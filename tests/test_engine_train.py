@@ -17,7 +17,7 @@ import yaml
 
 from .conftest import tiny_tgkd_section, tiny_tgkd_stage
 from ovlab.engine import checkpoint as ckpt
-from ovlab.engine.trainer import train
+from ovlab.experiments.registry import train_stage as train
 
 
 def _same_weights(a: dict, b: dict) -> bool:
@@ -96,7 +96,7 @@ def test_kill_9_then_rerun_gives_the_same_final_metrics(embedded_root, repo_root
 
 
 def test_ovlab_evaluate_on_a_benchmark(tiny_run, embedded_root, tmp_path):
-    from ovlab.cli import main
+    from ovlab.experiments.cli import main
 
     _, res = tiny_run
     out = tmp_path / "eval.json"
@@ -111,7 +111,7 @@ def test_ovlab_evaluate_on_a_benchmark(tiny_run, embedded_root, tmp_path):
 def test_ovlab_predict_segments_a_real_image_with_free_form_classes(tiny_run, shared_data, tmp_path, capsys):
     from PIL import Image
 
-    from ovlab.cli import main
+    from ovlab.experiments.cli import main
 
     _, res = tiny_run
     image = shared_data / "samples" / "coco_panoptic" / "images" / "000000039769.png"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ovlab.cli import main
+from ovlab.experiments.cli import main
 from ovlab.data.benchmarks import get_benchmark
 
 

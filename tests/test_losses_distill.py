@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from ovlab.losses.distill import (
+from ovlab.gkc.distill import (
     distill_loss,
     same_image_pairs,
     subsample_instances,

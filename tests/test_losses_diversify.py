@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from ovlab.losses.diversify import (
+from ovlab.gkc.diversify import (
     batch_columns,
     canonical_logits,
     classification_loss,

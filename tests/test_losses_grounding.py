@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from ovlab.losses.grounding import caption_nouns, grounding_distances, grounding_loss, pad_embeddings
+from ovlab.gkc.grounding import caption_nouns, grounding_distances, grounding_loss, pad_embeddings
 from ovlab.vocab import tagger as tagger_mod
 from ovlab.vocab.captions import sample_caption
 

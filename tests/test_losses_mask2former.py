@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from ovlab.config.segmenter import LossParams
-from ovlab.losses.classification import class_loss, query_targets
-from ovlab.losses.criterion import LOSS_PRESETS, SetCriterion
-from ovlab.losses.mask import point_mask_losses
-from ovlab.losses.matcher import HungarianMatcher
-from ovlab.models.segmenter import Prediction
+from ovlab.segmenter.class_loss import class_loss, query_targets
+from ovlab.config.presets import LOSS_PRESETS
+from ovlab.segmenter.criterion import SetCriterion
+from ovlab.segmenter.mask_loss import point_mask_losses
+from ovlab.segmenter.matcher import HungarianMatcher
+from ovlab.segmenter.model import Prediction
 
 
 def _halves():

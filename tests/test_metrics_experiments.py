@@ -1,4 +1,4 @@
-"""SG-IoU vs mIoU experiments (ovlab.metrics.experiments) on hand-computed cases (SCAN Eq. 6)."""
+"""SG-IoU vs mIoU experiments (ovlab.experiments.sgiou) on hand-computed cases (SCAN Eq. 6)."""
 
 import json
 
@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from ovlab.metrics import load_association_map
-from ovlab.metrics.experiments import (
+from ovlab.experiments.sgiou import (
     association_swaps,
     confusion_curve,
     confusion_of,

@@ -35,7 +35,7 @@ def test_errors():
 
 def test_cli_identical_vocabularies_score_one(tmp_path, capsys):
     """`ovlab vocab-sim` end to end with a tiny CLIP checkpoint: a vocabulary is fully similar to itself."""
-    from ovlab.cli import main
+    from ovlab.experiments.cli import main
     from ovlab.clip import load_clip
     from ovlab.clip.loading import save_checkpoint
 

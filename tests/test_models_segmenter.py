@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from ovlab.models.classifier import TextClassifier
-from ovlab.models.inference import names_to_classes, semantic_inference
+from ovlab.segmenter.classifier import TextClassifier
+from ovlab.segmenter.inference import names_to_classes, semantic_inference
 
 
 def test_logit_scale_starts_at_one_over_0_07_and_logits_are_tau_cosine():
@@ -49,7 +49,7 @@ def test_semantic_inference_by_hand():
 
 
 def test_segmenter_forward_shapes_and_any_vocabulary(tiny_run):
-    from ovlab.engine.build import from_checkpoint
+    from ovlab.experiments.registry import from_checkpoint
 
     stage, result = tiny_run
     built = from_checkpoint(result.output / "model.pt")

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from ovlab.config.segmenter import ModelParams
-from ovlab.models import video as video_module
-from ovlab.models.segmenter import build_segmenter
-from ovlab.models.video import NEW_KEYS, VideoPrediction, VideoSegmenter, temporal_position_embedding
+from ovlab.video import model as video_module
+from ovlab.segmenter.model import build_segmenter
+from ovlab.video.model import NEW_KEYS, VideoPrediction, VideoSegmenter, temporal_position_embedding
 
 TINY = dict(hidden_dim=32, mask_dim=32, num_queries=8, decoder_layers=2, encoder_layers=1, heads=4, ffn_dim=64,
             encoder_ffn_dim=64)
@@ -138,7 +138,7 @@ def test_image_checkpoint_initialises_every_weight(models):
 def test_on_real_camvid_frames(models, shared_data):
     from ovlab.data.files import read_image
     from ovlab.data.video_clips import videos_from_flat_folder
-    from ovlab.engine.evaluator import prepare_image
+    from ovlab.segmenter.evaluate import prepare_image
 
     image, video, _ = models
     v = videos_from_flat_folder(shared_data / "samples" / "camvid_video" / "images")[0]

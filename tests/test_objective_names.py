@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from ovlab.clip.text import TextBank
-from ovlab.engine.objective import MaskObjective, class_predictions, first_name_rows
-from ovlab.engine.vocabulary import Vocabulary
-from ovlab.models.segmenter import Prediction
+from ovlab.segmenter.objective import MaskObjective, class_predictions, first_name_rows
+from ovlab.segmenter.vocabulary import Vocabulary
+from ovlab.segmenter.model import Prediction
 
 
 def _vocab(class_index: list[int], classes: list[str]) -> Vocabulary:

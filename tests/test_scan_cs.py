@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from ovlab.clip import contextual_shift, vit_features
-from ovlab.clip.contextual_shift import CS_RATIO_PRESETS, patch_background, replaced_count
-from ovlab.clip.shifted_vit import ContextualShiftCLIP, shifted_vit_forward
+from ovlab.clip import vit_features
+from ovlab.config.presets import CS_RATIO_PRESETS
+from ovlab.scan.contextual_shift import contextual_shift, patch_background, replaced_count
+from ovlab.scan.shifted_vit import ContextualShiftCLIP, shifted_vit_forward
 from ovlab.config.scan import ContextualShiftParams
 
 

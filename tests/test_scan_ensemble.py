@@ -9,8 +9,9 @@ import torch
 from pydantic import ValidationError
 
 from ovlab.config.scan import EnsembleParams
-from ovlab.models.ensemble import (DEFAULT_SETTING, ENSEMBLE_PRESETS, EnsembleSetting, binarize_masks,
-                                   clip_probabilities, ensemble_preset, ensemble_probabilities,
+from ovlab.config.presets import DEFAULT_SETTING, ENSEMBLE_PRESETS, EnsembleSetting, ensemble_preset
+from ovlab.segmenter.ensemble import (binarize_masks,
+                                   clip_probabilities, ensemble_probabilities,
                                    semantic_inference)
 
 LN2, LN3 = math.log(2.0), math.log(3.0)

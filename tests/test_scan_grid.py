@@ -122,7 +122,7 @@ def test_dvc_has_one_matrix_stage_per_table(repo_root):
 
 
 def test_scan_grid_list_command(repo_root, capsys):
-    from ovlab.engine.scan_grid import main
+    from ovlab.experiments.scan_grid import main
 
     torch.set_num_threads(2)
     try:
@@ -158,7 +158,7 @@ def tiny_grid(embedded_root, tmp_path_factory):
 
 
 def test_tiny_grid_end_to_end(tiny_grid):
-    from ovlab.engine.scan_grid import ModelNotTrainedError, run_cell, train_model
+    from ovlab.experiments.scan_grid import ModelNotTrainedError, run_cell, train_model
 
     stage, out = tiny_grid
     with warnings.catch_warnings():

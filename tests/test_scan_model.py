@@ -14,9 +14,9 @@ from .conftest import REPO
 from ovlab.config import StageParams
 from ovlab.config.base import BaseParams
 from ovlab.config.scan import ScanStageParams
-from ovlab.models.inference import names_to_classes, semantic_inference, upsample_masks
-from ovlab.models.scan import ScanSegmenter, build_scan_segmenter
-from ovlab.models.segmenter import Prediction, build_segmenter
+from ovlab.segmenter.inference import names_to_classes, semantic_inference, upsample_masks
+from ovlab.scan.model import ScanSegmenter, build_scan_segmenter
+from ovlab.segmenter.model import Prediction, build_segmenter
 
 TINY_MODEL = {"backbone": {"kind": "tiny"}, "hidden_dim": 32, "mask_dim": 32, "num_queries": 4, "decoder_layers": 1,
               "encoder_layers": 1, "heads": 4, "ffn_dim": 32, "encoder_ffn_dim": 32, "logit_scale_init": 100.0,
@@ -237,7 +237,7 @@ def test_builder_errors(clip):
 @pytest.fixture(scope="module")
 def scan_run(embedded_root, tmp_path_factory):
     """A SCAN model trained for 3 iterations through the engine's ScanTask, evaluated on one image."""
-    from ovlab.engine.scan_task import ScanTask
+    from ovlab.scan.task import ScanTask
     from ovlab.engine.trainer import train
 
     out = tmp_path_factory.mktemp("scan_run")
@@ -255,7 +255,7 @@ def scan_run(embedded_root, tmp_path_factory):
 
 
 def test_scan_task_trains_evaluates_and_round_trips(scan_run):
-    from ovlab.engine.build import from_checkpoint
+    from ovlab.experiments.registry import from_checkpoint
     from ovlab.engine.checkpoint import load
 
     stage, res = scan_run
@@ -275,7 +275,7 @@ def test_scan_task_trains_evaluates_and_round_trips(scan_run):
 
 
 def test_predict_with_scan_on_a_real_image(scan_run, shared_data, tmp_path):
-    from ovlab.cli import main
+    from ovlab.experiments.cli import main
 
     _, res = scan_run
     image = shared_data / "samples" / "coco_panoptic" / "images" / "000000039769.png"

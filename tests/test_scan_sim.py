@@ -11,7 +11,7 @@ import torch
 from pydantic import ValidationError
 
 from ovlab.config.scan import SimParams
-from ovlab.models.sim import (LowFrequencyEnhancement, SemanticIntegrationModule, clip_sim_inputs,
+from ovlab.scan.sim import (LowFrequencyEnhancement, SemanticIntegrationModule, clip_sim_inputs,
                               frequency_filter)
 
 

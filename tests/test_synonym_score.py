@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from ovlab.clip import encode_names, load_clip, masked_crops
-from ovlab.clip.synonym_score import crop_settings, run_synonym_score, segments_frame, synonym_score
+from ovlab.gkc.synonym_score import crop_settings, run_synonym_score, segments_frame, synonym_score
 from ovlab.config import stage_params
 from ovlab.data.categories import load_categories
-from ovlab.vocab.names import normalize_class_name
+from ovlab.data.names import normalize_class_name
 
 torch.set_num_threads(1)
 MULTI = {"cat": ["cat", "house cat", "true cat"], "couch": ["couch", "sofa"],

@@ -16,10 +16,10 @@ from ovlab.clip.crops import CLIP_MEAN, CLIP_STD
 from ovlab.clip.text import TextBank
 from ovlab.config.train import EvalParams
 from ovlab.config.two_stage import TwoStageParams
-from ovlab.engine.two_stage_eval import evaluate_two_stage, oracle_masks, predict_two_stage
-from ovlab.engine.vocabulary import Vocabulary
-from ovlab.models.segmenter import Prediction
-from ovlab.models.two_stage import TwoStageSegmenter, combine_probabilities, select_top_k
+from ovlab.gkc.two_stage_eval import evaluate_two_stage, oracle_masks, predict_two_stage
+from ovlab.segmenter.vocabulary import Vocabulary
+from ovlab.segmenter.model import Prediction
+from ovlab.gkc.two_stage import TwoStageSegmenter, combine_probabilities, select_top_k
 
 from .conftest import tiny_tgkd_stage
 
@@ -207,7 +207,7 @@ def test_empty_masks_get_no_crop():
 
 @pytest.fixture(scope="module")
 def tiny_built(embedded_root, tmp_path_factory):
-    from ovlab.engine.build import build
+    from ovlab.segmenter.build import build
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -217,7 +217,7 @@ def tiny_built(embedded_root, tmp_path_factory):
 
 
 def test_lambda_zero_all_queries_equals_segmenter(tiny_built):
-    from ovlab.engine.vocabulary import build_vocabulary
+    from ovlab.segmenter.vocabulary import build_vocabulary
 
     torch.manual_seed(0)
     x = torch.rand(1, 3, 64, 96)
@@ -229,7 +229,7 @@ def test_lambda_zero_all_queries_equals_segmenter(tiny_built):
 
 
 def test_evaluate_two_stage_smoke_on_embedded(tiny_built, embedded_root):
-    from ovlab.engine.evaluator import evaluate_model
+    from ovlab.segmenter.evaluate import evaluate_model
 
     params = EvalParams(dataset="coco_133", root=str(embedded_root), short_side=64, max_images=2)
     clip, model = tiny_built.clip, tiny_built.model

@@ -52,8 +52,8 @@ def workdir(embedded_root, tmp_path_factory):
     from ovlab.config.tgkd import TgkdParams
     from ovlab.data.categories import load_categories
     from ovlab.engine import checkpoint as ckpt
-    from ovlab.models.segmenter import build_segmenter
-    from ovlab.vocab.names import split_multi_name
+    from ovlab.segmenter.model import build_segmenter
+    from ovlab.data.names import split_multi_name
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("video_task")
@@ -103,7 +103,7 @@ def test_a_bad_row_is_a_params_error_naming_the_key(repo_root, tmp_path):
     (tmp_path / "params.yaml").write_text(text.replace("kd: {gkc.kd.mode: text_guided}", "kd: {gkc.kd.mode: sideways}"))
     with pytest.raises(ParamsError, match=r"rows\.kd: gkc\.kd\.mode"):
         load_params(tmp_path / "params.yaml")
-    from ovlab.engine.video_task import row_stage
+    from ovlab.experiments.video_rows import row_stage
 
     with pytest.raises(ParamsError, match="no row 'nope'"):
         row_stage(load_params(repo_root / "params.yaml"), "nope")
@@ -113,7 +113,7 @@ def test_a_bad_row_is_a_params_error_naming_the_key(repo_root, tmp_path):
 
 
 def test_init_checkpoint_must_match_the_model(embedded_root, workdir):
-    from ovlab.engine.video_task import check_init
+    from ovlab.video.task import check_init
 
     check_init(_stage(VideoStageParams.model_validate(_section(embedded_root, workdir))))
     bad = VideoStageParams.model_validate(_section(embedded_root, workdir, **{"model.num_queries": 4}))
@@ -126,8 +126,8 @@ def test_init_checkpoint_must_match_the_model(embedded_root, workdir):
 
 # ------------------------------------------------------------------------------------ batches
 def test_clip_batches_are_a_function_of_seed_and_iteration(embedded_root, workdir):
-    from ovlab.engine.video_data import IterationClips
-    from ovlab.engine.video_task import training_split
+    from ovlab.video.data import IterationClips
+    from ovlab.video.task import training_split
 
     cfg = VideoStageParams.model_validate(_section(embedded_root, workdir))
     split = training_split(_stage(cfg))
@@ -158,7 +158,7 @@ def test_clip_batches_are_a_function_of_seed_and_iteration(embedded_root, workdi
 
 # ------------------------------------------------------------------------------------ objective
 def test_objective_terms_and_determinism(embedded_root, workdir):
-    from ovlab.engine.video_task import VideoTask
+    from ovlab.video.task import VideoTask
 
     sec = _section(embedded_root, workdir, **{"gkc.td.synonyms": str(workdir / "synonyms.json")})
     cfg = VideoStageParams.model_validate(sec).row("kd_td")
@@ -220,10 +220,11 @@ def test_auto_synonyms_split_multi_names_and_keep_the_first_sense():
 
 # ------------------------------------------------------------------------------------ end to end
 def test_train_and_score_a_row_end_to_end(embedded_root, workdir):
-    from ovlab.engine.build import from_checkpoint, init_from
+    from ovlab.engine.checkpoint import init_from
+    from ovlab.experiments.registry import from_checkpoint
     from ovlab.engine.trainer import train
-    from ovlab.engine.video_task import VideoTask, check_init
-    from ovlab.models.video import VideoSegmenter
+    from ovlab.video.task import VideoTask, check_init
+    from ovlab.video.model import VideoSegmenter
 
     sec = _section(embedded_root, workdir, **{"gkc.td.synonyms": str(workdir / "synonyms.json")})
     stage = _stage(VideoStageParams.model_validate(sec).row("kd_td"))
@@ -250,7 +251,7 @@ def test_train_and_score_a_row_end_to_end(embedded_root, workdir):
 
 
 def test_row_command_reports_errors(repo_root, capsys):
-    from ovlab.engine.video_task import main
+    from ovlab.experiments.video_rows import main
 
     assert main(["--row", "nope", "--params", str(repo_root / "params.yaml")]) == 1
     assert "no row 'nope'" in capsys.readouterr().err

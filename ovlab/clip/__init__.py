@@ -6,24 +6,22 @@
 - :mod:`.dense`     dense visual features (ResNet res2–res5, attention-pool global/spatial/masked;
   ViT patch tokens and [CLS] per block) and mask pooling
 - :mod:`.crops`     masked crops δ(I, M) of the two-stage methods
-- :mod:`.synonym_score`  GKC Eq. 1 synonym score and its stage
 """
 
-from .contextual_shift import contextual_shift
-from .crops import mask_bbox, masked_crops
-from .dense import (ResNetFeatures, ViTFeatures, attention_pool, mask_pool, masked_attention_pool,
+from ovlab.clip.crops import mask_bbox, masked_crops
+from ovlab.clip.dense import (ResNetFeatures, ViTFeatures, attention_pool, mask_pool, masked_attention_pool,
                     resnet_features, vit_features)
-from .loading import (UNTRAINED_WARNING, ClipModel, WeightsNotFoundError, default_weights_dir,
+from ovlab.clip.loading import (UNTRAINED_WARNING, ClipModel, WeightsNotFoundError, default_weights_dir,
                       find_local_weights, load_clip, save_checkpoint)
-from .registry import TINY_MODELS, register_tiny_configs
-from .text import TEMPLATE_SETS, VILD_TEMPLATES, TextBank, build_text_bank, encode_names, resolve_templates
+from ovlab.clip.registry import TINY_MODELS, register_tiny_configs
+from ovlab.clip.text import TEMPLATE_SETS, VILD_TEMPLATES, TextBank, build_text_bank, encode_names, resolve_templates
 
 register_tiny_configs()
 
 __all__ = [
     "TEMPLATE_SETS", "TINY_MODELS", "UNTRAINED_WARNING", "VILD_TEMPLATES", "ClipModel", "ResNetFeatures",
     "TextBank", "ViTFeatures", "WeightsNotFoundError", "attention_pool", "build_text_bank",
-    "contextual_shift", "default_weights_dir", "encode_names", "find_local_weights", "load_clip", "mask_bbox", "mask_pool",
+    "default_weights_dir", "encode_names", "find_local_weights", "load_clip", "mask_bbox", "mask_pool",
     "masked_attention_pool", "masked_crops", "register_tiny_configs", "resnet_features", "resolve_templates",
     "save_checkpoint", "vit_features",
 ]

@@ -29,9 +29,9 @@ def _time(fn, repeat: int) -> float:
 
 def bench_clip(argv: list[str]) -> int:
     """Run the benchmark and print one line per measurement; returns 0."""
-    from ..data.categories import load_categories
-    from ..vocab.names import normalize_class_name
-    from . import build_text_bank, load_clip, masked_crops, resnet_features, vit_features
+    from ovlab.data.categories import load_categories
+    from ovlab.data.names import normalize_class_name
+    from ovlab.clip import build_text_bank, load_clip, masked_crops, resnet_features, vit_features
 
     p = argparse.ArgumentParser(prog="ovlab bench clip", description=__doc__)
     p.add_argument("--batch", type=int, default=32)

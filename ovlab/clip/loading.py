@@ -30,8 +30,8 @@ from typing import Any, Iterator
 
 import torch
 
-from ..atomic import write_with
-from .registry import register_tiny_configs
+from ovlab.atomic import write_with
+from ovlab.clip.registry import register_tiny_configs
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 HF_FILENAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")

@@ -18,9 +18,9 @@ from typing import Sequence
 
 import torch
 
-from ..atomic import write_with
-from ..vocab.names import split_multi_name
-from .loading import ClipModel
+from ovlab.atomic import write_with
+from ovlab.data.names import split_multi_name
+from ovlab.clip.loading import ClipModel
 
 # The 14 ViLD templates (ViLD; OVSeg appendix A.2; SCAN text_template.py), in their usual order.
 VILD_TEMPLATES: tuple[str, ...] = (
@@ -140,7 +140,7 @@ def build_text_bank(
     Args:
         clip: the model.
         classes: K entries; a string is split into names with
-            :func:`ovlab.vocab.names.split_multi_name` when ``split_multi`` (``"wall, brick wall"``,
+            :func:`ovlab.data.names.split_multi_name` when ``split_multi`` (``"wall, brick wall"``,
             ``"bag_or_package"``), a list of strings is taken as the class's names verbatim.
         templates: see :func:`resolve_templates`.
         cache_dir: when set, the bank is stored as ``<cache_dir>/text_bank/<key>.pt``, the key hashing

@@ -19,16 +19,16 @@ from typing import Any
 import yaml
 from pydantic import PrivateAttr, ValidationError
 
-from .base import BaseParams, PathsParams
-from .errors import ParamsError
-from .schema import Section
-from .synonyms import SynonymFilters, SynonymsParams, WordNetExpansion
-from .synonym_score import SynonymScoreParams
-from .sgiou import SgiouParams
-from .tgkd import TgkdParams
-from .scan import ScanStageParams
-from .grids import GkcGridsParams, deep_merge
-from .video import VideoStageParams
+from ovlab.config.base import BaseParams, PathsParams
+from ovlab.config.errors import ParamsError
+from ovlab.config.schema import Section
+from ovlab.config.synonyms import SynonymFilters, SynonymsParams, WordNetExpansion
+from ovlab.config.synonym_score import SynonymScoreParams
+from ovlab.config.sgiou import SgiouParams
+from ovlab.config.tgkd import TgkdParams
+from ovlab.config.scan import ScanStageParams
+from ovlab.config.grids import GkcGridsParams, deep_merge
+from ovlab.config.video import VideoStageParams
 
 __all__ = [
     "BaseParams",
@@ -117,7 +117,7 @@ def _check_section_name(name: str, source: str) -> None:
 class StageParams:
     """What one stage needs: the ``base`` section, its own section and the folder paths resolve against.
 
-    Stage functions (``ovlab.vocab.stage.run_synonyms`` ...) take this, so a notebook that was
+    Stage functions (``ovlab.experiments.synonyms.run_synonyms`` ...) take this, so a notebook that was
     handed two dicts by papermill and the CLI that loaded a whole file call them the same way.
     """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .schema import Section
+from ovlab.config.schema import Section
 
 
 class PathsParams(Section):

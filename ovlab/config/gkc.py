@@ -1,7 +1,7 @@
 """GKC loss sections: text diversification, distillation, grounding, loss weights (GKC §3; spec §1.3, §2.3, §3).
 
 The ``gkc`` sub-section of the ``tgkd`` stage (:class:`ovlab.config.tgkd.TgkdParams`), used by
-:mod:`ovlab.engine.objective`. Defaults are the paper's values; the GKC code's are given as
+:mod:`ovlab.segmenter.objective`. Defaults are the paper's values; the GKC code's are given as
 "code: ..." in each docstring.
 """
 
@@ -11,11 +11,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from .schema import Section
+from ovlab.config.schema import Section
 
 
 class TextDiversificationParams(Section):
-    """GKC text diversification (paper §3.1, Tab. 7a; spec §1.3; :mod:`ovlab.losses.diversify`).
+    """GKC text diversification (paper §3.1, Tab. 7a; spec §1.3; :mod:`ovlab.gkc.diversify`).
 
     Attributes:
         strategy: ``none`` | ``random`` | ``group_avg`` | ``group_max`` [none; paper best and code
@@ -40,7 +40,7 @@ class TextDiversificationParams(Section):
 
 
 class DistillParams(Section):
-    """GKC knowledge distillation (paper §3.2, Tab. 5–6; spec §3; :mod:`ovlab.losses.distill`).
+    """GKC knowledge distillation (paper §3.2, Tab. 5–6; spec §3; :mod:`ovlab.gkc.distill`).
 
     Attributes:
         mode: ``none`` | ``vanilla`` | ``vision_guided`` | ``text_guided`` [none; paper: text_guided].
@@ -76,7 +76,7 @@ class DistillParams(Section):
 
 
 class GroundingParams(Section):
-    """GKC grounding loss on caption nouns (paper §3.3; spec §2.3; :mod:`ovlab.losses.grounding`).
+    """GKC grounding loss on caption nouns (paper §3.3; spec §2.3; :mod:`ovlab.gkc.grounding`).
 
     Attributes:
         enabled: add ``loss_grounding`` [false; the paper's method: true].
@@ -110,7 +110,7 @@ class LossWeightsParams(Section):
 
     def resolve(self) -> dict[str, float]:
         """``{loss name: λ}`` of the GKC terms (``loss_syn``, ``loss_grounding``, ``loss_kd``, ``loss_text_kd``)."""
-        from ..losses.total import loss_weights
+        from ovlab.config.presets import loss_weights
 
         fields = ("syn", "grounding", "kd", "text_kd")
         w = loss_weights(self.preset, **{f"loss_{f}": getattr(self, f) for f in fields if getattr(self, f) is not None})

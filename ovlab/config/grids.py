@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import Field
 
-from .schema import Section
-from .two_stage import TwoStageParams
+from ovlab.config.schema import Section
+from ovlab.config.two_stage import TwoStageParams
 
 TABLES = ("table4", "table5", "table6", "table7a", "table7b")
 
@@ -42,7 +42,7 @@ class TwoStageCell(Section):
 
 
 class CostParams(Section):
-    """The inference-cost comparison of GKC Tab. 2 (``ovlab bench cost``, :mod:`ovlab.engine.cost`).
+    """The inference-cost comparison of GKC Tab. 2 (``ovlab bench cost``, :mod:`ovlab.gkc.cost`).
 
     Attributes:
         config: ``embedded`` (the tiny models) | ``paper`` (RN50 CLIP, 100 queries, 9 layers).

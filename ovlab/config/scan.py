@@ -11,16 +11,16 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from .clip import ClipParams
-from .grids import deep_merge
-from .scan_grids import INFERENCE_KEYS, ScanGridsParams, drop_keys
-from .schema import Section
-from .segmenter import BackboneParams, LossParams, ModelParams
-from .train import AugmentParams, EvalParams, LoopParams, OptimParams, ScheduleParams, TrainDataParams
+from ovlab.config.clip import ClipParams
+from ovlab.config.grids import deep_merge
+from ovlab.config.scan_grids import INFERENCE_KEYS, ScanGridsParams, drop_keys
+from ovlab.config.schema import Section
+from ovlab.config.segmenter import BackboneParams, LossParams, ModelParams
+from ovlab.config.train import AugmentParams, EvalParams, LoopParams, OptimParams, ScheduleParams, TrainDataParams
 
 
 class SimParams(Section):
-    """Semantic Integration Module (SCAN Eq. 1–3; ``ovlab.models.sim.SemanticIntegrationModule``).
+    """Semantic Integration Module (SCAN Eq. 1–3; ``ovlab.scan.sim.SemanticIntegrationModule``).
 
     Attributes:
         enabled: calibrate the proposal embeddings with SIM at all (false = the baseline of Tab. 3,
@@ -72,7 +72,7 @@ class SimParams(Section):
 
 
 class ContextualShiftParams(Section):
-    """Contextual Shift of the mask-classifying CLIP (SCAN Eq. 5; ``ovlab.clip.shifted_vit``).
+    """Contextual Shift of the mask-classifying CLIP (SCAN Eq. 5; ``ovlab.scan.shifted_vit``).
 
     Attributes:
         enabled: apply CS at all (false = Tab. 7 "W/o Contextual Shift").
@@ -81,7 +81,7 @@ class ContextualShiftParams(Section):
         ratio: α, share of background patches replaced [paper 0.3 / code 0.15]; used when ``preset``
             is null or does not list the benchmark.
         preset: ``vit-l`` / ``vit-b``: take α per benchmark from SCAN's yaml comments
-            (``ovlab.clip.contextual_shift.CS_RATIO_PRESETS``); null = ``ratio`` everywhere.
+            (``ovlab.scan.contextual_shift.CS_RATIO_PRESETS``); null = ``ratio`` everywhere.
         source: substitute token: ``cls`` (SCAN), ``noise``, ``original``, ``learnable``, ``none`` (Tab. 6).
         seed: seed of the background-patch draws [SCAN: unseeded Python ``random``].
     """
@@ -99,13 +99,13 @@ class ContextualShiftParams(Section):
             return 0.0
         if self.preset is None:
             return self.ratio
-        from ovlab.clip.contextual_shift import CS_RATIO_PRESETS
+        from ovlab.config.presets import CS_RATIO_PRESETS
 
         return CS_RATIO_PRESETS[self.preset].get(dataset, self.ratio)
 
 
 class EnsembleParams(Section):
-    """Geometric score ensemble and semantic inference (spec §4.4; ``ovlab.models.ensemble``).
+    """Geometric score ensemble and semantic inference (spec §4.4; ``ovlab.segmenter.ensemble``).
 
     Attributes:
         preset: ``vit-l`` / ``vit-b``: [MASK_THR, λ] and the renormalisation per benchmark from
@@ -122,8 +122,8 @@ class EnsembleParams(Section):
     renormalize: bool = False
 
     def setting(self, dataset: str):
-        """The :class:`ovlab.models.ensemble.EnsembleSetting` for a benchmark (canonical name)."""
-        from ovlab.models.ensemble import ENSEMBLE_PRESETS, EnsembleSetting
+        """The :class:`ovlab.segmenter.ensemble.EnsembleSetting` for a benchmark (canonical name)."""
+        from ovlab.config.presets import ENSEMBLE_PRESETS, EnsembleSetting
 
         own = EnsembleSetting(self.mask_threshold, self.clip_weight, self.renormalize)
         if self.preset is None:
@@ -212,7 +212,7 @@ class ScanStageParams(Section):
         try:
             return type(self).model_validate(doc)
         except ValidationError as exc:
-            from . import format_validation_error
+            from ovlab.config import format_validation_error
 
             raise ValueError(format_validation_error(exc, where)) from None
 

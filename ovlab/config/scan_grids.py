@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from .grids import deep_merge
-from .schema import Section
+from ovlab.config.grids import deep_merge
+from ovlab.config.schema import Section
 
 TABLES = ("table3", "table4", "table5", "table6", "table7", "table8")
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from .schema import Section
+from ovlab.config.schema import Section
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -18,7 +18,7 @@ class BackboneParams(Section):
     Attributes:
         kind: ``clip``: the CLIP ModifiedResNet of the stage's ``clip`` (RN50/RN101; GKC default);
             ``imagenet``: a torchvision ResNet (GKC Tab. 7b); ``tiny``: a small random CNN
-            (``ovlab.models.backbone.SmallConvTrunk``, widths 16–128; embedded profile of SCAN,
+            (``ovlab.segmenter.backbone.SmallConvTrunk``, widths 16–128; embedded profile of SCAN,
             whose CLIP is a ViT).
         depth: 50 or 101 (``imagenet`` only; for ``clip`` the CLIP model name decides).
         weights: ImageNet state-dict file (``imagenet`` only; ``null`` = random init).
@@ -78,7 +78,7 @@ class ModelParams(Section):
 class LossParams(Section):
     """Matcher and mask/class losses (Mask2Former; spec §2.3). Paper values by default.
 
-    The GKC code's values (``ovlab.losses.criterion.LOSS_PRESETS['code']``) differ only in
+    The GKC code's values (``ovlab.segmenter.criterion.LOSS_PRESETS['code']``) differ only in
     ``region_dropout`` = 0.5 here; its synonym/grounding/KD weights belong to the GKC losses.
 
     Attributes:

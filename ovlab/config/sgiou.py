@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .schema import Section
+from ovlab.config.schema import Section
 
 
 class SgiouParams(Section):

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from .clip import ClipParams
-from .schema import Section
+from ovlab.config.clip import ClipParams
+from ovlab.config.schema import Section
 
 
 class CocoSource(Section):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .schema import Section
+from ovlab.config.schema import Section
 
 
 class WordNetExpansion(Section):

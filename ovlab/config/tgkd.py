@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .clip import ClipParams
-from .gkc import GkcLossParams
-from .schema import Section
-from .segmenter import LossParams, ModelParams
-from .train import AugmentParams, EvalParams, LoopParams, OptimParams, ScheduleParams, TrainDataParams
+from ovlab.config.clip import ClipParams
+from ovlab.config.gkc import GkcLossParams
+from ovlab.config.schema import Section
+from ovlab.config.segmenter import LossParams, ModelParams
+from ovlab.config.train import AugmentParams, EvalParams, LoopParams, OptimParams, ScheduleParams, TrainDataParams
 
 
 class TgkdParams(Section):

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from .schema import Section
+from ovlab.config.schema import Section
 
 
 class TrainDataParams(Section):

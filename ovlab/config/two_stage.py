@@ -2,7 +2,7 @@
 
 Class-agnostic proposals (the trained segmenter's masks, or the ground truth as an oracle) → masked
 crops → CLIP image encoder → cosine with the vocabulary's text embeddings, optionally ensembled
-with the segmenter's own class scores (:mod:`ovlab.models.two_stage`, spec §4.4).
+with the segmenter's own class scores (:mod:`ovlab.gkc.two_stage`, spec §4.4).
 
 Proposed for ``params.yaml`` (not wired into :class:`ovlab.config.Params` here). Defaults are
 Simbaseline's (zsseg.baseline ``MODEL.CLIP_ADAPTER``: mean fill, expand ratio 1.0, mask threshold
@@ -16,8 +16,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .clip import ClipParams
-from .schema import Section
+from ovlab.config.clip import ClipParams
+from ovlab.config.schema import Section
 
 
 class TwoStageParams(Section):
@@ -31,7 +31,7 @@ class TwoStageParams(Section):
             ``MASK_THR`` 0.5); an empty binary mask gives no crop (p_clip ≡ 1, SCAN/zsseg).
         crop: ``mask`` = background filled with ``fill``, cut to the (expanded) bbox, bicubic resize
             ignoring aspect (Simbaseline); ``bbox`` = the raw bbox crop with CLIP's standard
-            preprocessing (:func:`ovlab.clip.synonym_score.crop_settings`).
+            preprocessing (:func:`ovlab.gkc.synonym_score.crop_settings`).
         fill: outside-mask fill of the ``mask`` crop: ``mean`` (CLIP mean, Simbaseline) or ``grey`` (128).
         expand: bbox expand ratio about its centre (Simbaseline ``MASK_EXPAND_RATIO`` 1.0).
         input_size: side in pixels of the crops fed to CLIP; ``null`` = the CLIP model's own input size.

@@ -1,9 +1,9 @@
 """``video`` section: the open-vocabulary video benchmark on VIPSeg (GKC §3.4, §4.4 Tab. 3; spec §6, §9).
 
-The video model (:mod:`ovlab.models.video`) is fine-tuned from an image checkpoint (``train.init``)
+The video model (:mod:`ovlab.video.model`) is fine-tuned from an image checkpoint (``train.init``)
 on the seen classes of VIPSeg and scored on seen / unseen / harmonic mIoU
 (:mod:`ovlab.metrics.video`). The three rows of GKC Table 3 are named cells of dotted overrides
-(``rows``), each trained and scored by ``python -m ovlab.engine.video_task --row <name>`` (DVC matrix
+(``rows``), each trained and scored by ``python -m ovlab.experiments.video_rows --row <name>`` (DVC matrix
 stage ``video_table3``). Defaults = the embedded profile (``data/embedded/vipseg``: 4 train + 2 val
 videos of 8 frames at 128×160); paper values in brackets.
 """
@@ -14,11 +14,11 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from .clip import ClipParams
-from .gkc import GkcLossParams, GroundingParams, TextDiversificationParams
-from .schema import Section
-from .segmenter import LossParams, ModelParams
-from .train import AugmentParams, LoopParams, OptimParams, ScheduleParams
+from ovlab.config.clip import ClipParams
+from ovlab.config.gkc import GkcLossParams, GroundingParams, TextDiversificationParams
+from ovlab.config.schema import Section
+from ovlab.config.segmenter import LossParams, ModelParams
+from ovlab.config.train import AugmentParams, LoopParams, OptimParams, ScheduleParams
 
 
 class VipsegDataParams(Section):

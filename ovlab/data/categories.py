@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .errors import CorruptFileError
-from .files import read_json
+from ovlab.data.errors import CorruptFileError
+from ovlab.data.files import read_json
 
 
 @dataclass(frozen=True)

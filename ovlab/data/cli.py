@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
 
 
 def _make(args) -> int:
-    from .procedural import make_embedded
+    from ovlab.data.procedural import make_embedded
 
     summary = make_embedded(args.out, seed=args.seed)
     print(json.dumps(summary, indent=2))
@@ -31,8 +31,8 @@ def _make(args) -> int:
 
 
 def _summary(args) -> int:
-    from .coco_panoptic import read_coco_panoptic
-    from .errors import CorruptFileError, DatasetNotFoundError
+    from ovlab.data.coco_panoptic import read_coco_panoptic
+    from ovlab.data.errors import CorruptFileError, DatasetNotFoundError
 
     try:
         recs = read_coco_panoptic(args.root, args.split)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .categories import CategoryList, load_categories
-from .errors import CorruptFileError, DatasetNotFoundError
-from .files import read_image, read_json, rgb_to_id
+from ovlab.data.categories import CategoryList, load_categories
+from ovlab.data.errors import CorruptFileError, DatasetNotFoundError
+from ovlab.data.files import read_image, read_json, rgb_to_id
 
 LAYOUT = """\
 <root>/

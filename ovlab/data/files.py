@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .errors import CorruptFileError
+from ovlab.data.errors import CorruptFileError
 
 
 def read_json(path: str | Path) -> Any:

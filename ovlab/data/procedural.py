@@ -43,9 +43,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from ..atomic import write_bytes, write_json, write_text
-from .categories import Category, load_categories
-from .files import id_to_rgb
+from ovlab.atomic import write_bytes, write_json, write_text
+from ovlab.data.categories import Category, load_categories
+from ovlab.data.files import id_to_rgb
 
 HEIGHT, WIDTH = 128, 160
 
@@ -371,7 +371,7 @@ def make_embedded(out: str | Path, seed: int = 0, spec: EmbeddedSpec = EmbeddedS
     Every file is written atomically. Returns a summary dict (counts per split), which is also
     written to ``out/summary.json`` beside a README that says the data is synthetic.
     """
-    from ..vocab.names import normalize_class_name
+    from ovlab.data.names import normalize_class_name
 
     out = Path(out)
     cats133 = load_categories("coco_panoptic_133")

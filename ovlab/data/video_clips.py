@@ -36,7 +36,7 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import CorruptFileError, DatasetNotFoundError
+from ovlab.data.errors import CorruptFileError, DatasetNotFoundError
 
 Tail = Literal["drop", "pad", "shift", "short"]
 TAILS: tuple[str, ...] = ("drop", "pad", "shift", "short")

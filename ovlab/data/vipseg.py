@@ -40,10 +40,10 @@ from typing import Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from .categories import CategoryList, load_categories
-from .errors import CorruptFileError, DatasetNotFoundError
-from .files import read_image, read_json, rgb_to_id
-from .video_clips import FrameVideo, VideoFrame, frame_sort_key
+from ovlab.data.categories import CategoryList, load_categories
+from ovlab.data.errors import CorruptFileError, DatasetNotFoundError
+from ovlab.data.files import read_image, read_json, rgb_to_id
+from ovlab.data.video_clips import FrameVideo, VideoFrame, frame_sort_key
 
 DATASET = "VIPSeg"
 FOLDER = "VIPSeg_720P"

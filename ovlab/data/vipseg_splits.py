@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .categories import CategoryList, load_categories
-from .video_clips import ClipWindow, Tail, clip_windows, sample_clip, stack_clip
-from .vipseg import NOVEL_IDS, PanoSegment, Source, VipsegFrame, VipsegVideo, lookup, read_vipseg
+from ovlab.data.categories import CategoryList, load_categories
+from ovlab.data.video_clips import ClipWindow, Tail, clip_windows, sample_clip, stack_clip
+from ovlab.data.vipseg import NOVEL_IDS, PanoSegment, Source, VipsegFrame, VipsegVideo, lookup, read_vipseg
 
 # name → (video split, vocabulary, drop a video holding any removed segment)
 SPLITS: dict[str, tuple[str, str, bool]] = {

@@ -64,3 +64,22 @@ def load(path: str | os.PathLike, map_location="cpu") -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{p}: not an ovlab segmenter checkpoint (format {FORMAT!r} expected)")
     return state
+
+
+def init_from(model: torch.nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
+    """Initialise ``model`` from the weights of a ``model.pt`` (``train.init``; non-strict).
+
+    Keys present in both with the same shape are loaded; the rest keep their initialisation.
+
+    Returns:
+        ``(missing, skipped)``: model keys not in the file, and file keys not loaded (absent from
+        the model or of another shape).
+
+    Raises:
+        FileNotFoundError, ValueError: see :func:`load`.
+    """
+    state = load(path)["model"]
+    own = model.state_dict()
+    take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(take, strict=False)
+    return sorted(set(own) - set(take)), sorted(set(state) - set(take))

@@ -23,14 +23,12 @@ from tqdm.auto import tqdm
 from ovlab.atomic import write_json, write_text
 from ovlab.environment import seed_everything
 from ovlab.metrics.evaluate import table_csv
-from ovlab.report.caveats import EMBEDDED_CAVEAT
+from ovlab.caveats import EMBEDDED_CAVEAT
 
-from . import checkpoint as ckpt
-from . import distributed
-from .build import init_from
-from .live import LiveLog
-from .optim import build_optimizer
-from .tasks import task_for
+from ovlab.engine import checkpoint as ckpt
+from ovlab.engine import distributed
+from ovlab.engine.live import LiveLog
+from ovlab.engine.optim import build_optimizer
 
 
 @dataclass
@@ -59,8 +57,8 @@ def _state(model, opt, sched, scaler, it, history, stage, fp, classes) -> dict:
             "scaler": scaler.state_dict(), "history": history, "classes": classes, "code": ckpt.code_version()}
 
 
-def train(stage, *, progress: bool = True, evaluate: bool = True, stop_after: int | None = None,
-          task=None) -> TrainResult:
+def train(stage, *, task, progress: bool = True, evaluate: bool = True,
+          stop_after: int | None = None) -> TrainResult:
     """Train (or resume) the model of ``stage`` and evaluate it.
 
     Args:
@@ -68,7 +66,9 @@ def train(stage, *, progress: bool = True, evaluate: bool = True, stop_after: in
         progress: tqdm bars.
         evaluate: score the final model (the task's evaluation, e.g. ``eval.dataset``).
         stop_after: stop (after checkpointing) once this iteration is reached — for tests of resume.
-        task: what is trained (:mod:`ovlab.engine.tasks`); default the task registered for ``stage.name``.
+        task: what is trained: an object with ``build``, ``vocabulary``, ``batches``, ``objective`` and
+            ``evaluate`` (:class:`ovlab.segmenter.task.ImageTask` documents the interface). The
+            caller chooses it (:func:`ovlab.experiments.registry.task_for`); the loop never looks one up.
 
     Writes (rank 0): ``<output>/model.pt``, ``metrics.json``, ``per_class.csv``, ``dvclive/``, and
     ``<train.checkpoint_dir>/<stage>-<fingerprint>/last.pt`` every ``checkpoint_every`` iterations.
@@ -78,13 +78,12 @@ def train(stage, *, progress: bool = True, evaluate: bool = True, stop_after: in
         NonFiniteLoss: NaN/inf loss.
     """
     cfg, base = stage.cfg, stage.base
-    task = task if task is not None else task_for(stage.name)
     rank, world, device = distributed.setup(base.device)
     seed_everything(base.seed, deterministic=base.deterministic)
     built = task.build(stage)
     loop = cfg.train
     if loop.init is not None:
-        missing, skipped = init_from(built.model, stage.path(loop.init))
+        missing, skipped = ckpt.init_from(built.model, stage.path(loop.init))
         if rank == 0 and progress:
             print(f"ovlab train: initialised from {loop.init} ({len(missing)} new keys, {len(skipped)} skipped)")
     model, clip = built.model.to(device), built.clip

@@ -5,7 +5,7 @@ Convention everywhere: ``confusion[i, j]`` = pixels with ground truth ``i`` pred
 (rows = ground truth).
 """
 
-from .association import (
+from ovlab.metrics.association import (
     AssociationError,
     AssociationMap,
     association_names,
@@ -13,9 +13,9 @@ from .association import (
     load_association_map,
     load_scan_index_map,
 )
-from .confusion import DEFAULT_IGNORE, ConfusionMatrix, confusion_matrix, from_detectron2
-from .scores import iou, mean_iou, sg_iou, sg_true_positives, summarize
-from .splits import SplitScores, generalized_split, harmonic_mean, restrict_labels, split_vocab
+from ovlab.metrics.confusion import DEFAULT_IGNORE, ConfusionMatrix, confusion_matrix, from_detectron2
+from ovlab.metrics.scores import iou, mean_iou, sg_iou, sg_true_positives, summarize
+from ovlab.metrics.splits import SplitScores, generalized_split, harmonic_mean, restrict_labels, split_vocab
 
 __all__ = [
     "AssociationError",

@@ -30,7 +30,7 @@ import yaml
 from ovlab.atomic import write_text
 from ovlab.data.categories import CategoryList, load_categories
 
-from .association import AssociationError, AssociationMap
+from ovlab.metrics.association import AssociationError, AssociationMap
 
 MAPPED_VOCABULARIES = ("ade20k_150", "ade20k_847", "pascal_context_459", "coco_panoptic_133")
 

@@ -16,9 +16,9 @@ import time
 import numpy as np
 import torch
 
-from .association import load_association_map
-from .confusion import ConfusionMatrix
-from .scores import summarize
+from ovlab.metrics.association import load_association_map
+from ovlab.metrics.confusion import ConfusionMatrix
+from ovlab.metrics.scores import summarize
 
 
 def _numpy_path(gts, preds, K):

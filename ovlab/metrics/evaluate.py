@@ -22,9 +22,9 @@ from ovlab.atomic import write_json, write_text
 from ovlab.data.benchmarks import Benchmark, get_benchmark
 from ovlab.data.files import read_image
 
-from .association import AssociationMap, association_names, load_association_map
-from .confusion import ConfusionMatrix
-from .scores import summarize
+from ovlab.metrics.association import AssociationMap, association_names, load_association_map
+from ovlab.metrics.confusion import ConfusionMatrix
+from ovlab.metrics.scores import summarize
 
 
 class EvaluationError(ValueError):

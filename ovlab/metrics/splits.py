@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .scores import iou, mean_iou
+from ovlab.metrics.scores import iou, mean_iou
 
 
 @dataclass(frozen=True)

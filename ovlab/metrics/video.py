@@ -23,9 +23,9 @@ import numpy as np
 
 from ovlab.atomic import write_json
 
-from .confusion import ConfusionMatrix
-from .scores import iou
-from .splits import SplitScores, generalized_split, split_vocab
+from ovlab.metrics.confusion import ConfusionMatrix
+from ovlab.metrics.scores import iou
+from ovlab.metrics.splits import SplitScores, generalized_split, split_vocab
 
 Protocol = Literal["split-vocab", "generalized"]
 PROTOCOLS: tuple[str, ...] = ("split-vocab", "generalized")

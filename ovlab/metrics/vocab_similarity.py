@@ -65,8 +65,8 @@ def vocabulary_similarity(eval_names: Sequence[str], train_names: Sequence[str],
 
 def _names(spec: str) -> list[str]:
     """A vocabulary given as a catalog name (``ade20k_150``), a JSON category file, or a comma list."""
-    from ..data.categories import catalog_names, load_categories
-    from ..vocab.names import normalize_class_name
+    from ovlab.data.categories import catalog_names, load_categories
+    from ovlab.data.names import normalize_class_name
 
     if spec in catalog_names() or spec.endswith(".json"):
         return [normalize_class_name(c.name) for c in load_categories(spec)]
@@ -92,7 +92,7 @@ def add_parser(subparsers) -> None:
 def _main(args) -> int:
     import sys
 
-    from ..clip.loading import WeightsNotFoundError
+    from ovlab.clip.loading import WeightsNotFoundError
 
     try:
         a, b = _names(args.eval_vocab), _names(args.train_vocab)

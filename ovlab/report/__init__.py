@@ -1,5 +1,5 @@
 """Helpers the notebooks use to show results: tables, plots and the caveats every report carries."""
 
-from .caveats import EMBEDDED_CAVEAT, caveat_markdown
+from ovlab.caveats import EMBEDDED_CAVEAT, caveat_markdown
 
 __all__ = ["EMBEDDED_CAVEAT", "caveat_markdown"]

@@ -2,7 +2,7 @@
 
 The paper's numbers (mIoU %, CLIP-R50, trained on COCO-Panoptic seen classes, evaluated on Pascal
 Context-59 and Cityscapes) are data here; ours come from the grid cells' ``metrics.json``
-(:mod:`ovlab.engine.grid`).
+(:mod:`ovlab.experiments.grid`).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def grid_table(output: str | Path, table: str) -> pd.DataFrame:
 
 
 def cost_table(measured: dict) -> pd.DataFrame:
-    """Our inference-cost measurement (``ovlab cost`` JSON, :func:`ovlab.engine.cost.measure_cost`)
+    """Our inference-cost measurement (``ovlab cost`` JSON, :func:`ovlab.gkc.cost.measure_cost`)
     beside GKC Tab. 2 (ResNet-101, one V100; FPS there, images/s on our device here).
 
     Returns:

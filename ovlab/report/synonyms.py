@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..vocab.synonyms import FILTERS, ClassSynonyms
+from ovlab.vocab.synonyms import FILTERS, ClassSynonyms
 
 
 def classes_frame(sets: list[ClassSynonyms]) -> pd.DataFrame:

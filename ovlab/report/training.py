@@ -63,12 +63,12 @@ def prediction_panels(built, records, vocab, *, short_side: int, colors=None) ->
     """(image, GT colour map, prediction colour map) triples of benchmark records (void = black).
 
     Args:
-        built: :class:`ovlab.engine.build.Built`.
+        built: :class:`ovlab.segmenter.build.Built`.
         records: ``(image (H, W, 3) uint8, gt (H, W) int)`` pairs.
-        vocab: the test vocabulary (:class:`ovlab.engine.vocabulary.Vocabulary`).
+        vocab: the test vocabulary (:class:`ovlab.segmenter.vocabulary.Vocabulary`).
     """
-    from ovlab.engine.evaluator import predict_labels
-    from ovlab.engine.predict import palette
+    from ovlab.segmenter.evaluate import predict_labels
+    from ovlab.segmenter.predict import palette
 
     colors = palette(len(vocab)) if colors is None else colors
     out = []

@@ -1,7 +1,7 @@
 """A per-frame strip of a video model's predictions on one clip (notebook 05; GKC §4.4, spec §6.4).
 
 Rows: the frames, the ground truth, the prediction; one column per frame. The clip is segmented as
-one space-time volume (:func:`ovlab.engine.video_eval.predict_clip`) with a VIPSeg split's own
+one space-time volume (:func:`ovlab.video.evaluate.predict_clip`) with a VIPSeg split's own
 vocabulary (``val``: all 124 names, the generalized protocol); colours are per class (void / ignored
 pixels black), and each frame's title says which unseen classes its ground truth holds.
 """
@@ -16,7 +16,7 @@ def clip_strip(built, split, *, video: int = 0, max_frames: int = 8, resize: str
     """Predict one clip and colour it.
 
     Args:
-        built: :class:`ovlab.engine.build.Built` of a video model (``from_checkpoint`` of a row's ``model.pt``).
+        built: :class:`ovlab.segmenter.build.Built` of a video model (``from_checkpoint`` of a row's ``model.pt``).
         split: a :class:`ovlab.data.vipseg_splits.VipsegSplit` (its vocabulary is the test vocabulary).
         video: which video of the split; max_frames: the clip is its first ``max_frames`` frames.
 
@@ -29,9 +29,9 @@ def clip_strip(built, split, *, video: int = 0, max_frames: int = 8, resize: str
     """
     from ovlab.data.video_clips import ClipWindow
     from ovlab.data.vipseg_splits import VipsegClips
-    from ovlab.engine.predict import palette
-    from ovlab.engine.video_eval import predict_clip
-    from ovlab.engine.vocabulary import build_vocabulary
+    from ovlab.segmenter.predict import palette
+    from ovlab.video.evaluate import predict_clip
+    from ovlab.segmenter.vocabulary import build_vocabulary
 
     v = split.videos[video]
     t = min(max_frames, len(v))

@@ -3,7 +3,7 @@ beside ours (GKC §4.4; spec §6.3).
 
 The paper's numbers (mIoU %, the video model fine-tuned on VIPSeg's 112 seen classes from the COCO
 image model, evaluated on VIPSeg val) are data here; ours come from the rows' ``metrics.json``
-(``results/video/<row>/``, written by ``python -m ovlab.engine.video_task --row <row>``).
+(``results/video/<row>/``, written by ``python -m ovlab.experiments.video_rows --row <row>``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The ``synonyms`` stage curates COCO-133 by hand; the video benchmark trains on VIPSeg's 112 base
 classes, which have no curated list. Their sets are built the same automatic way, without the
 manual step: a raw VIPSeg name is first split into its names (``"ship_or_boat"`` → ``ship``,
-``boat``; :func:`ovlab.vocab.names.split_multi_name`), then each name gets the lemmas of its
+``boat``; :func:`ovlab.data.names.split_multi_name`), then each name gets the lemmas of its
 **first** WordNet noun sense (WordNet orders senses by frequency; without a curator, the other
 senses bring mostly wrong names: "pillar" → "mainstay", "ladder" → "ravel") through
 :func:`ovlab.vocab.synonyms.class_synonyms` with the ``synonyms`` stage's default filters (no proper
@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from ..atomic import write_json
-from ..config.synonyms import SynonymsParams
-from .names import split_multi_name
-from .overrides import ClassOverride, Overrides
+from ovlab.atomic import write_json
+from ovlab.config.synonyms import SynonymsParams
+from ovlab.data.names import split_multi_name
+from ovlab.vocab.overrides import ClassOverride, Overrides
 
 
 def canonical_name(raw: str) -> str:
@@ -45,7 +45,7 @@ def auto_synonym_table(raw_names: Sequence[str], wordnet, params: SynonymsParams
     Raises:
         ValueError: two classes share a canonical name, or an unknown ``senses``.
     """
-    from .synonyms import _dedup, class_synonyms
+    from ovlab.vocab.synonyms import _dedup, class_synonyms
 
     if senses not in ("first", "all"):
         raise ValueError(f"senses must be 'first' or 'all', got {senses!r}")
@@ -73,8 +73,8 @@ def cached_auto_synonym_table(raw_names: Sequence[str], cache_dir: str | os.Path
     Raises:
         WordNetNotFoundError: WordNet is absent (the message gives the remedies).
     """
-    from ..data.files import read_json
-    from .wordnet import load_wordnet
+    from ovlab.data.files import read_json
+    from ovlab.vocab.wordnet import load_wordnet
 
     key = hashlib.sha256(json.dumps(["first-sense", *raw_names]).encode()).hexdigest()[:16]
     path = Path(cache_dir) / "auto_synonyms" / f"{key}.json" if cache_dir is not None else None

@@ -14,8 +14,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from .names import normalize_class_name
-from .tagger import NOUN_TAGS, pos_tag, tokenize
+from ovlab.data.names import normalize_class_name
+from ovlab.vocab.tagger import NOUN_TAGS, pos_tag, tokenize
 
 
 def _uniform(rng, n: int) -> list[float]:

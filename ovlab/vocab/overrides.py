@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from pydantic import ConfigDict, Field, ValidationError
 
-from ..config import ParamsError, Section, format_validation_error
+from ovlab.config import ParamsError, Section, format_validation_error
 
 
 class ClassOverride(Section):

@@ -146,7 +146,7 @@ def load_synonym_vocabulary(path: str | os.PathLike, classes: Sequence[str] | No
         FileNotFoundError: no such file (run the ``synonyms`` stage).
         ValueError: malformed file or inconsistent with ``classes`` (the message names the file).
     """
-    from ..data.files import read_json
+    from ovlab.data.files import read_json
 
     path = Path(path)
     if not path.is_file():
@@ -209,7 +209,7 @@ def load_synonym_scores(path: str | os.PathLike, vocab: SynonymVocabulary) -> Sy
         ValueError: malformed entry, unknown class, names that differ from the vocabulary's, or a
             score that is negative or not finite (the message names file, image and segment).
     """
-    from ..data.files import read_json
+    from ovlab.data.files import read_json
 
     path = Path(path)
     if not path.is_file():

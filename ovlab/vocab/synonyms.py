@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..config import SynonymsParams
-from .overrides import Overrides
+from ovlab.config import SynonymsParams
+from ovlab.vocab.overrides import Overrides
 
 
 @dataclass
@@ -154,7 +154,7 @@ def build_synonyms(raw_names: list[str], wordnet, params: SynonymsParams, overri
     Raises:
         ValueError: two raw names normalise to the same canonical name.
     """
-    from .names import normalize_class_name
+    from ovlab.data.names import normalize_class_name
 
     canon = [normalize_class_name(n) for n in raw_names]
     dup = sorted({c for c in canon if canon.count(c) > 1})

@@ -32,7 +32,7 @@ import os
 import pickle
 from pathlib import Path
 
-from .wordnet import default_cache_dir
+from ovlab.vocab.wordnet import default_cache_dir
 
 RESOURCE = "taggers/averaged_perceptron_tagger_eng"
 FILES = tuple(f"averaged_perceptron_tagger_eng.{part}.json" for part in ("weights", "tagdict", "classes"))
@@ -116,7 +116,7 @@ def assemble_tagger(cache_dir: str | os.PathLike | None = None, source: str | os
     Raises:
         TaggerNotFoundError: the source is absent or unreadable (the message gives the remedies).
     """
-    from ..atomic import write_text
+    from ovlab.atomic import write_text
 
     src = Path(source) if source is not None else _source_pickle()
     digest = hashlib.sha256(src.read_bytes()).hexdigest()

@@ -123,7 +123,7 @@ def assemble_system_wordnet(system_dir: str | os.PathLike, cache_dir: str | os.P
             tmp.unlink()
         shutil.copyfile(source, tmp)
         os.replace(tmp, target)
-    from ..atomic import write_text
+    from ovlab.atomic import write_text
 
     lex = dest / "lexnames"
     if not lex.is_file() or lex.read_text() != lexnames_text():

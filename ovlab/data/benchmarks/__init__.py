@@ -6,7 +6,7 @@ and the other repositories' split names as aliases. ``get_benchmark(name).record
 the evaluation images; ``load_gt(record)`` returns contiguous indices with the ignore label.
 """
 
-from .registry import BENCHMARKS, benchmark_names, get_benchmark, register
-from .spec import Benchmark, Layout, Record
+from ovlab.data.benchmarks.registry import BENCHMARKS, benchmark_names, get_benchmark, register
+from ovlab.data.benchmarks.spec import Benchmark, Layout, Record
 
 __all__ = ["BENCHMARKS", "Benchmark", "Layout", "Record", "benchmark_names", "get_benchmark", "register"]

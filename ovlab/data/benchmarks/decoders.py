@@ -11,7 +11,7 @@ import functools
 
 import numpy as np
 
-from ..categories import CategoryList
+from ovlab.data.categories import CategoryList
 
 
 def identity(raw: np.ndarray, cats: CategoryList) -> np.ndarray:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .spec import Benchmark, Layout
+from ovlab.data.benchmarks.spec import Benchmark, Layout
 
 JPG = (".jpg", ".jpeg", ".png")
 PNG = (".png", ".jpg")

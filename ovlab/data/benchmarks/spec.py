@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..categories import CategoryList, load_categories
-from ..errors import DatasetNotFoundError
-from ..files import read_image
-from .decoders import DECODERS
+from ovlab.data.categories import CategoryList, load_categories
+from ovlab.data.errors import DatasetNotFoundError
+from ovlab.data.files import read_image
+from ovlab.data.benchmarks.decoders import DECODERS
 
 
 @functools.lru_cache(maxsize=None)
@@ -142,7 +142,7 @@ class Benchmark:
         Raises:
             CorruptFileError: the file cannot be decoded or has the wrong shape (names the file).
         """
-        from ..errors import CorruptFileError
+        from ovlab.data.errors import CorruptFileError
 
         raw = read_image(record.gt)
         try:

@@ -1,0 +1,245 @@
+"""``ovlab bench cost``: FLOPs, parameters and throughput, single-stage GKC vs two-stage (GKC Tab. 2).
+
+Both models share the backbone and run in the same process on the same input (one random
+``size``×``size`` image, batch 1, ``torch.inference_mode``):
+
+- **single-stage** (GKC): :meth:`Segmenter.segment` — backbone, pixel decoder, masked-attention
+  decoder, text classifier and Mask2Former semantic inference;
+- **two-stage** (Simbaseline-style, :class:`ovlab.gkc.two_stage.TwoStageSegmenter`): the same
+  segmenter, then ``proposals`` masked crops → the CLIP image encoder at its input size →
+  cosine with the text embeddings → geometric ensemble → semantic inference.
+
+Weights are untrained (architecture only; nothing is downloaded): cost does not depend on them.
+Text embeddings are random unit vectors for ``classes`` classes (both methods encode the
+vocabulary once, offline), so the text tower is in neither count. The two-stage model binarises
+its masks at threshold 0 here so that every proposal yields a crop whatever the untrained masks
+look like (a crop's cost does not depend on its content); ``crops_encoded`` records the count.
+
+FLOPs come from :class:`torch.utils.flop_counter.FlopCounterMode`: matmuls, convolutions and
+attention, 2 FLOPs per multiply–add (fvcore / detectron2, which GKC's Tab. 2 likely used, count 1
+per multiply–add, so absolute GFLOPs here are about 2× theirs; the ratio is unaffected). Elementwise
+ops, ``grid_sample`` (deformable attention sampling) and resizing are not counted. Parameters:
+the segmenter's (its backbone is a copy of the CLIP visual trunk) and, for the two-stage model,
+plus the whole CLIP image encoder. Throughput: ``warmup`` untimed forwards, then ``repeats`` timed
+ones (CUDA synchronised); images/s = repeats / seconds.
+
+Paper targets (GKC Tab. 2, R101, V100): FLOPs ratio single/two-stage ≈ 151.44 / 1165.07 = 0.13;
+throughput ratio 8.04 / 2.32 ≈ 3.5 on GPU (issue #6 asks ≥ 4× on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from typing import Callable
+
+import torch
+
+FLOPS_TARGET = 0.13
+SPEED_TARGET = 4.0
+#: GKC Tab. 2 (ResNet-101 backbone, V100): GFLOPs, params M, FPS.
+PAPER_TABLE2 = {
+    "Simbaseline": {"GFLOPs": 1165.07, "params_M": 89.76, "images_per_s": 2.32},
+    "ZegFormer": {"GFLOPs": 1127.86, "params_M": 63.90, "images_per_s": 5.39},
+    "GKC": {"GFLOPs": 151.44, "params_M": 40.51, "images_per_s": 8.04},
+}
+
+
+def count_flops(fn: Callable, *args, **kwargs) -> int:
+    """FLOPs of one call ``fn(*args, **kwargs)`` under ``torch.inference_mode`` (2 per multiply–add).
+
+    Counted by :class:`torch.utils.flop_counter.FlopCounterMode` (matmul, conv, attention; e.g. a
+    Linear(in, out) on N rows = 2·N·in·out, bias not counted).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    mode = FlopCounterMode(display=False)
+    with torch.inference_mode(), mode:
+        fn(*args, **kwargs)
+    return int(mode.get_total_flops())
+
+
+def count_parameters(*modules: torch.nn.Module) -> int:
+    """Distinct parameters (by identity) of the modules together, trainable or frozen."""
+    seen: dict[int, int] = {}
+    for m in modules:
+        for p in m.parameters():
+            seen[id(p)] = p.numel()
+    return sum(seen.values())
+
+
+def throughput(fn: Callable, *, repeats: int, warmup: int = 1, device: str = "cpu") -> float:
+    """Images per second of ``fn()`` (one image per call): ``warmup`` untimed calls, ``repeats`` timed.
+
+    Raises:
+        ValueError: repeats < 1 or warmup < 0.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats ≥ 1 and warmup ≥ 0, got {repeats}, {warmup}")
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn()
+        sync()
+        t = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        sync()
+    return repeats / (time.perf_counter() - t)
+
+
+def cost_ratios(single: dict, two: dict) -> dict:
+    """FLOPs ratio = single / two-stage FLOPs; speed ratio = single / two-stage images/s; targets met.
+
+    Args:
+        single, two: rows with ``GFLOPs`` and ``images_per_s``.
+
+    Returns:
+        ``{flops_ratio, speed_ratio, flops_target, speed_target, flops_target_met, speed_target_met}``.
+    """
+    fr = single["GFLOPs"] / two["GFLOPs"]
+    sr = single["images_per_s"] / two["images_per_s"]
+    return {"flops_ratio": fr, "speed_ratio": sr, "flops_target": FLOPS_TARGET, "speed_target": SPEED_TARGET,
+            "flops_target_met": bool(fr <= FLOPS_TARGET), "speed_target_met": bool(sr >= SPEED_TARGET)}
+
+
+def _random_vocabulary(classes: int, dim: int, seed: int = 0):
+    from ovlab.clip.text import TextBank
+
+    from ovlab.segmenter.vocabulary import Vocabulary
+
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.nn.functional.normalize(torch.randn(classes, dim, generator=g), dim=-1)
+    names = [f"class {i}" for i in range(classes)]
+    bank = TextBank(names, names, torch.arange(classes), emb, ["{}"])
+    return Vocabulary(names, bank, list(range(classes)))
+
+
+def measure_cost(config: str = "embedded", device: str = "cpu", size: int = 512, proposals: int | None = None,
+                 repeats: int = 3, *, clip: str | None = None, classes: int = 133, warmup: int = 1) -> dict:
+    """Cost of the single-stage GKC segmenter and the two-stage baseline, same backbone and input.
+
+    Args:
+        config: ``embedded`` (tiny CLIP RN, tiny model) or ``paper`` (CLIP RN50, 100 queries, 9
+            decoder layers, hidden 256): :data:`ovlab.config.bench.CONFIGS`.
+        device: ``cpu`` or ``cuda``.
+        size: input side in pixels (a multiple of 32).
+        proposals: crops of the two-stage model (top-k queries); default = the model's query count.
+        repeats, warmup: timed / untimed forwards per model.
+        clip: CLIP architecture override (e.g. ``RN101`` as GKC Tab. 2); default the config's.
+        classes: vocabulary size K.
+
+    Returns:
+        ``{config, device, size, clip, queries, proposals, crops_encoded, classes, repeats, warmup,
+        threads, models: [single row, two-stage row], flops_ratio, speed_ratio, flops_target,
+        speed_target, flops_target_met, speed_target_met, paper_table2, flop_convention}``; a row is
+        ``{model, GFLOPs, params_M, images_per_s}``.
+
+    Raises:
+        ValueError: unknown config, size not a multiple of 32, proposals outside 1..queries.
+    """
+    from ovlab.clip.loading import load_clip
+    from ovlab.config.segmenter import ModelParams
+    from ovlab.config.two_stage import TwoStageParams
+    from ovlab.segmenter.model import build_segmenter
+    from ovlab.gkc.two_stage import TwoStageSegmenter
+
+    from ovlab.config.bench import CONFIGS
+    from ovlab.segmenter.build import clip_embed_dim
+
+    if config not in CONFIGS:
+        raise ValueError(f"unknown configuration {config!r} (known: {', '.join(CONFIGS)})")
+    if size % 32:
+        raise ValueError(f"size must be a multiple of 32, got {size}")
+    cfg = CONFIGS[config]
+    name = clip or cfg["clip"]
+    params = ModelParams(**cfg["model"])
+    q = params.num_queries
+    n = q if proposals is None else proposals
+    if not 1 <= n <= q:
+        raise ValueError(f"proposals must be in 1..{q} (the {config} model has {q} queries), got {n}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clip_model = load_clip(name, None, device=device)
+    torch.manual_seed(0)
+    segmenter = build_segmenter(params, clip_embed_dim(clip_model), clip_model).to(device).eval()
+    vocab = _random_vocabulary(classes, clip_embed_dim(clip_model))
+    text, class_index = vocab.text.to(device), vocab.class_index.to(device)
+    two = TwoStageSegmenter(segmenter, clip_model, TwoStageParams(top_k=n, mask_threshold=0.0, batch_size=n))
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+
+    def single():
+        return segmenter.segment(x, text, class_index, classes)
+
+    last = {}
+
+    def two_stage():
+        last["out"] = two.segment(x, vocab, vocab)
+        return last["out"]
+
+    rows = []
+    for label, fn, modules in (("single-stage (GKC)", single, (segmenter,)),
+                               (f"two-stage ({n} crops)", two_stage, (segmenter, clip_model.model.visual))):
+        flops = count_flops(fn)
+        ips = throughput(fn, repeats=repeats, warmup=warmup, device=device)
+        rows.append({"model": label, "GFLOPs": flops / 1e9, "params_M": count_parameters(*modules) / 1e6,
+                     "images_per_s": ips})
+    crops = int(last["out"].valid.sum())
+    return {
+        "config": config, "device": device, "size": size, "clip": name, "clip_input": list(clip_model.image_size),
+        "queries": q, "proposals": n, "crops_encoded": crops, "classes": classes, "repeats": repeats,
+        "warmup": warmup, "threads": torch.get_num_threads(), "models": rows, **cost_ratios(rows[0], rows[1]),
+        "paper_table2": PAPER_TABLE2,
+        "flop_convention": "torch FlopCounterMode, 2 FLOPs per multiply-add (fvcore/GKC count 1)",
+        "untrained": True,
+    }
+
+
+def format_cost(result: dict) -> str:
+    """The printed table (model, GFLOPs, params M, images/s) and the two ratios against the targets."""
+    lines = [f"ovlab bench cost: config {result['config']} ({result['clip']}), {result['device']}, "
+             f"{result['size']}x{result['size']}, {result['proposals']} proposals, {result['classes']} classes, "
+             f"{result['repeats']} repeats, {result['threads']} threads",
+             f"{'model':<26}{'GFLOPs':>12}{'params M':>11}{'images/s':>11}"]
+    for r in result["models"]:
+        lines.append(f"{r['model']:<26}{r['GFLOPs']:>12.2f}{r['params_M']:>11.2f}{r['images_per_s']:>11.3f}")
+    ok = {True: "met", False: "NOT met"}
+    lines.append(f"FLOPs ratio single/two-stage = {result['flops_ratio']:.3f} "
+                 f"(target ≤ {result['flops_target']}: {ok[result['flops_target_met']]})")
+    lines.append(f"speed ratio single/two-stage = {result['speed_ratio']:.2f}x "
+                 f"(target ≥ {result['speed_target']}x: {ok[result['speed_target_met']]})")
+    return "\n".join(lines)
+
+
+def bench_cost(argv: list[str]) -> int:
+    """``ovlab bench cost [--config embedded|paper] [--device cpu|cuda] [--size 512] [--proposals N]
+    [--repeats N] [--warmup N] [--clip RN101] [--classes K] [--threads T] [--json PATH]``; returns 0."""
+    from ovlab.atomic import write_json
+
+    p = argparse.ArgumentParser(prog="ovlab bench cost", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="embedded", choices=["embedded", "paper"])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--proposals", type=int, default=None, help="crops of the two-stage model (default: all queries)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--clip", default=None, help="CLIP architecture override (e.g. RN101, as GKC Tab. 2)")
+    p.add_argument("--classes", type=int, default=133)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", default=None, help="write the results here (atomic)")
+    a = p.parse_args(argv)
+    if a.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device available")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    try:
+        result = measure_cost(a.config, a.device, a.size, a.proposals, a.repeats, clip=a.clip, classes=a.classes,
+                              warmup=a.warmup)
+    except ValueError as exc:
+        p.error(str(exc))
+    print(format_cost(result))
+    if a.json:
+        write_json(a.json, result)
+    return 0

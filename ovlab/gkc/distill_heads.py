@@ -1,0 +1,128 @@
+"""GKC distillation modules: the student projections and the frozen CLIP teacher (GKC Eq. 2–3, Tab. 6; spec §3.2).
+
+Student: v = Linear_l(prior_l) (``prior``: the matched query's ``class_embed`` output, hidden → D,
+one linear per decoder prediction, GKC ``KD.STU_SOURCE='prior'``) or Linear_l(e_l) (``post``: the
+projected embedding, D → D). The learnable text scale s of the code form lives here too.
+
+Teacher: the frozen CLIP ResNet's attention pool (``global``: the mean-token query, GKC ``attn_g``;
+``spatial``: the output at every position, ``attn_l``, pooled over the mask — ``masked`` — or over
+the whole grid — ``mean``, GKC's code), fed with either the augmented image times the GT mask
+(``in_model_mask``, the paper) or GKC's grey-filled bbox crop of the un-augmented image stretched to
+the CLIP input size (``crop``). Outputs are L2-normalised.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ovlab.clip.crops import masked_crops
+from ovlab.clip.dense import mask_pool, resnet_features
+
+
+class DistillHead(nn.Module):
+    """Student projections (one per decoder prediction) and the text scale s.
+
+    Args:
+        student: ``prior`` | ``post``.
+        hidden_dim: decoder width (input of ``prior``).
+        embed_dim: CLIP joint dimension D.
+        num_predictions: L.
+        text_scale_init: s at initialisation [1.0].
+        learn_text_scale: s is trained (GKC code) [false: the paper has no s].
+
+    Raises:
+        ValueError: unknown ``student``.
+    """
+
+    def __init__(self, student: str, hidden_dim: int, embed_dim: int, num_predictions: int, *,
+                 text_scale_init: float = 1.0, learn_text_scale: bool = False):
+        super().__init__()
+        if student not in ("prior", "post"):
+            raise ValueError(f"student must be 'prior' or 'post', got {student!r}")
+        self.student = student
+        width = hidden_dim if student == "prior" else embed_dim
+        self.proj = nn.ModuleList([nn.Linear(width, embed_dim) for _ in range(num_predictions)])
+        self.text_scale = nn.Parameter(torch.tensor(float(text_scale_init)), requires_grad=learn_text_scale)
+
+    def forward(self, layer: int, prior: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """Student embeddings of prediction ``layer``: (..., hidden) prior or (..., D) embedding → (..., D), normalised."""
+        x = prior if self.student == "prior" else embedding
+        return F.normalize(self.proj[layer](x), dim=-1)
+
+
+class ClipTeacher:
+    """Frozen CLIP ResNet teacher features r_i of GT instances (GKC Eq. 2; spec §3.2).
+
+    Args:
+        clip: :class:`ovlab.clip.ClipModel` with a ModifiedResNet visual tower.
+        kind: ``global`` | ``spatial``.
+        pool: ``masked`` | ``mean`` (``spatial`` only).
+        source: ``in_model_mask`` | ``crop``.
+        eval_mode: BatchNorm in eval mode (kit default); ``False`` reproduces GKC's train-mode quirk.
+
+    Raises:
+        TypeError: the CLIP is not a ResNet.
+    """
+
+    def __init__(self, clip, kind: str = "spatial", pool: str = "masked", source: str = "in_model_mask",
+                 eval_mode: bool = True):
+        from open_clip.modified_resnet import ModifiedResNet
+
+        if not isinstance(clip.model.visual, ModifiedResNet):
+            raise TypeError(f"the GKC teacher needs a CLIP ResNet, got {type(clip.model.visual).__name__} "
+                            f"({clip.name}); set tgkd.gkc.kd.mode: none or use an RN CLIP")
+        self.clip, self.kind, self.pool, self.source, self.eval_mode = clip, kind, pool, source, eval_mode
+
+    @torch.no_grad()
+    def _features(self, x: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
+        visual = self.clip.model.visual
+        visual.train(not self.eval_mode)
+        f = resnet_features(visual, x)
+        if self.kind == "global":
+            out = f.global_token
+        elif self.pool == "mean" or masks is None:
+            out = f.spatial_tokens.mean(dim=(-1, -2))
+        else:
+            pooled, valid = mask_pool(f.spatial_tokens, masks[:, None].float())
+            out = torch.where(valid, pooled[:, 0], f.spatial_tokens.mean(dim=(-1, -2)))  # empty mask: whole grid
+        return F.normalize(out.float(), dim=-1)
+
+    def __call__(self, batch, instances: list[torch.Tensor], chunk: int = 64) -> torch.Tensor:
+        """Teacher embeddings of the chosen GT instances.
+
+        Args:
+            batch: :class:`ovlab.segmenter.data.Batch` (``images`` (B, 3, S, S) in [0, 1], ``masks``,
+                ``sources`` for ``crop``).
+            instances: B tensors of GT indices (the instances kept for KD, in order).
+            chunk: instances per teacher forward.
+
+        Returns:
+            (N, D) float32 unit rows, N = Σ len(instances[b]), in image-then-instance order.
+        """
+        device = batch.images.device
+        inputs, masks = [], []
+        for b, idx in enumerate(instances):
+            if idx.numel() == 0:
+                continue
+            if self.source == "in_model_mask":
+                m = batch.masks[b][idx.to(device)].float()
+                x = self.clip.normalize(batch.images[b:b + 1]) * m[:, None]
+                inputs.append(x)
+                masks.append(m)
+            else:
+                src = batch.sources[b]
+                keep = idx.cpu()
+                sm = src.masks[keep]
+                crops, _ = masked_crops(src.image * 255.0, sm, size=self.clip.image_size, fill="grey",
+                                        resize="stretch", mean=self.clip.mean, std=self.clip.std,
+                                        exclusive_max_quirk=True)
+                inputs.append(crops.to(device))
+        if not inputs:
+            dim = self.clip.model.visual.output_dim
+            return torch.zeros(0, dim, device=device)
+        x = torch.cat(inputs)
+        m = torch.cat(masks) if masks else None
+        outs = [self._features(x[i:i + chunk], None if m is None else m[i:i + chunk]) for i in range(0, len(x), chunk)]
+        return torch.cat(outs)

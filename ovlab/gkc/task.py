@@ -1,0 +1,44 @@
+"""The ``tgkd`` training task: GKC's segmenter (GKC §3–4) in the engine.
+
+The image task (:class:`ovlab.segmenter.task.ImageTask`) with GKC's additions: the TGKD student
+head on the segmenter when knowledge distillation is on, and the Eq. 4 criterion
+(:class:`ovlab.gkc.criterion.GkcObjective`) when any GKC term is (else the baseline's).
+"""
+
+from __future__ import annotations
+
+from ovlab.gkc.criterion import build_objective
+from ovlab.gkc.distill_heads import DistillHead
+from ovlab.segmenter.build import Built, build, clip_embed_dim
+from ovlab.segmenter.task import ImageTask
+
+
+def attach_distill_head(built: Built) -> Built:
+    """Give ``built.model`` its TGKD student head (``model.distill``) when ``gkc.kd.mode`` is not ``none``.
+
+    The head projects the prior / post query embeddings of every decoder prediction into the CLIP
+    space (GKC §3.3, Fig. 3; GKC ``mask_former/modeling/transformer/transformer_predictor.py``).
+    """
+    cfg = built.stage.cfg
+    kd = getattr(getattr(cfg, "gkc", None), "kd", None)
+    if kd is not None and kd.mode != "none":
+        dim = clip_embed_dim(built.clip)
+        built.model.distill = DistillHead(kd.student, cfg.model.hidden_dim, dim, cfg.model.decoder_layers + 1,
+                                          text_scale_init=kd.text_scale_init, learn_text_scale=kd.learn_text_scale)
+    return built
+
+
+class GkcTask(ImageTask):
+    """GKC on COCO-panoptic-layout data: the image task + the TGKD head + the GKC criterion."""
+
+    def build(self, stage) -> Built:
+        """CLIP (frozen) + a fresh segmenter (torch seeded with ``base.seed``) + the KD head if KD is on.
+
+        Raises:
+            WeightsNotFoundError: the CLIP weights are not on disk.
+        """
+        return attach_distill_head(build(stage))
+
+    def objective(self, stage, built: Built, vocab):
+        """:class:`ovlab.gkc.criterion.GkcObjective` when a GKC term is on, else the Mask2Former baseline."""
+        return build_objective(stage, built, vocab)

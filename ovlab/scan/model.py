@@ -1,0 +1,316 @@
+"""The SCAN segmenter: Mask2Former proposals calibrated by SIM, classified by the text classifier and
+by a Contextual-Shift CLIP on masked crops, scores ensembled (SCAN §3; spec §4).
+
+Training and test (spec §4.2): the proposal embeddings F_N of every decoder prediction go through
+the Semantic Integration Module (:class:`ovlab.scan.sim.SemanticIntegrationModule`, shared weights,
+one memory per batch), fed by the frozen original CLIP ViT (spatial tokens of the selected blocks and
+the final embedding of the padded, CLIP-normalised image resized with ``nearest``), before the
+τ·cos text classifier with its void column.
+
+Test only (spec §4.3–4.4, SCAN ``ovseg_model.py`` ``semantic_inference``):
+
+1. binarise each final mask (σ(mask logits upsampled to the input) > ``mask_threshold``); drop
+   empty masks;
+2. masked crops of the image (bbox, fill with the CLIP mean, bicubic resize to the CLIP size,
+   CLIP-normalised), embedded by the mask-classifying CLIP with Contextual Shift
+   (:class:`ovlab.scan.shifted_vit.ContextualShiftCLIP`; the [CLS] substitutes come from the
+   original CLIP on the natural image);
+3. z_clip = ``clip_logit_scale``·cos(crop, names), max over each class's names;
+4. ``inference``: ``mask`` p = softmax(z_in)[:K]; ``clip`` p = softmax(z_clip), empty masks dropped;
+   ``both`` p = p_in^(1−λ)·p_clip^λ (:func:`ovlab.segmenter.ensemble.ensemble_probabilities`);
+5. seg_c(x) = Σ_q p_{q,c}·σ(m_q(x)) (:func:`ovlab.segmenter.ensemble.semantic_inference`).
+
+The CLIP towers are frozen and kept **outside** the module tree: they are not in ``state_dict()``
+(a ``model.pt`` holds the trained weights only; the CLIP is rebuilt from the stage's ``clip``
+section), not in the optimiser, but ``.to()`` moves them with the model.
+
+[INFER] The crops are taken from the padded input image (SCAN crops the resized, unpadded image);
+the padding only matters for masks that reach into it.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ovlab.clip.crops import masked_crops
+from ovlab.scan.shifted_vit import ContextualShiftCLIP
+
+from ovlab.segmenter.ensemble import (EnsembleSetting, binarize_masks, clip_probabilities, ensemble_probabilities,
+                       semantic_inference)
+from ovlab.segmenter.inference import names_to_classes, upsample_masks
+from ovlab.segmenter.model import Prediction, Segmenter, build_segmenter
+from ovlab.scan.sim import SemanticIntegrationModule, clip_sim_inputs
+
+INFERENCE_MODES = ("both", "mask", "clip")
+
+
+class ScanSegmenter(Segmenter):
+    """SCAN: a :class:`ovlab.segmenter.model.Segmenter` with SIM, CS-CLIP mask classification and the ensemble.
+
+    Args:
+        backbone, head, classifier, pixel_mean, pixel_std: as :class:`Segmenter`.
+        sim: the SIM module, or ``None`` (the baseline without SIM: embeddings unchanged).
+        clip_visual: the frozen original CLIP ViT (``clip.model.visual``): SIM inputs and the CS
+            [CLS] substitutes.
+        mask_clip: the mask-classifying :class:`ContextualShiftCLIP` (its ``visual`` frozen).
+        clip_mean, clip_std: CLIP normalisation of [0, 1] RGB.
+        sim_layers: 1-based CLIP blocks of SIM's spatial tokens. sim_resize: their resize mode.
+        inference: ``both`` | ``mask`` | ``clip`` (SCAN Tab. 8).
+        setting: mask threshold, λ and renormalisation (:class:`ovlab.segmenter.ensemble.EnsembleSetting`).
+        clip_logit_scale: τ of the crop logits (100).
+        params: the :class:`ovlab.config.scan.ScanParams` (per-benchmark presets of
+            :meth:`set_benchmark`); ``None`` = keep ``setting`` and the CS ratio as given.
+
+    Raises:
+        ValueError: unknown ``inference``.
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, classifier: nn.Module, pixel_mean, pixel_std, *,
+                 sim: SemanticIntegrationModule | None, clip_visual: nn.Module, mask_clip: ContextualShiftCLIP,
+                 clip_mean: Sequence[float], clip_std: Sequence[float], sim_layers: Sequence[int] = (),
+                 sim_resize: str = "nearest", inference: str = "both",
+                 setting: EnsembleSetting = EnsembleSetting(0.4, 0.7), clip_logit_scale: float = 100.0,
+                 params=None):
+        super().__init__(backbone, head, classifier, pixel_mean, pixel_std)
+        if inference not in INFERENCE_MODES:
+            raise ValueError(f"scan inference must be one of {INFERENCE_MODES}, got {inference!r}")
+        self.sim = sim
+        # frozen CLIP towers: plain attributes (not sub-modules) so they stay out of state_dict / optimiser
+        self._frozen = {"visual": clip_visual, "mask_clip": mask_clip}
+        for name, value in (("clip_mean", clip_mean), ("clip_std", clip_std)):
+            self.register_buffer(name, torch.tensor(value, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.sim_layers = [int(i) for i in sim_layers]
+        self.sim_resize = sim_resize
+        self.inference = inference
+        self.setting = setting
+        self.clip_logit_scale = float(clip_logit_scale)
+        self.params = params
+        self.benchmark: str | None = None
+
+    # ------------------------------------------------------------------------------------ plumbing
+    @property
+    def clip_visual(self) -> nn.Module:
+        """The frozen original CLIP ViT."""
+        return self._frozen["visual"]
+
+    @property
+    def mask_clip(self) -> ContextualShiftCLIP:
+        """The mask-classifying CLIP with Contextual Shift."""
+        return self._frozen["mask_clip"]
+
+    def _apply(self, fn, recurse: bool = True):
+        super()._apply(fn, recurse)
+        seen = set()
+        for m in (self.clip_visual, self.mask_clip):
+            if id(m) not in seen:
+                seen.add(id(m))
+                m._apply(fn)
+        return self
+
+    def set_benchmark(self, name: str | None) -> None:
+        """Take the per-benchmark mask threshold, λ, renormalisation and CS ratio of ``params``
+        (SCAN's yaml comments, spec §4.3(4), §4.4) for ``name`` (canonical benchmark name or alias;
+        ``None`` = the params' own values)."""
+        if name is not None:
+            from ovlab.data.benchmarks import get_benchmark
+
+            try:
+                name = get_benchmark(name).name
+            except KeyError:
+                pass
+        self.benchmark = name
+        if self.params is None:
+            return
+        key = name or ""
+        self.setting = self.params.ensemble.setting(key)
+        if self.params.contextual_shift.enabled and self.mask_clip.source != "none":
+            self.mask_clip.ratio = float(self.params.contextual_shift.ratio_for(key))
+
+    def clip_normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] → CLIP-normalised."""
+        return (images - self.clip_mean) / self.clip_std
+
+    # --------------------------------------------------------------------------------- train + test
+    def calibrate(self, images: torch.Tensor, embeddings: list[torch.Tensor]) -> list[torch.Tensor]:
+        """SIM on each decoder prediction's proposal embeddings (shared memory and [CLS]; spec §4.2(9)).
+
+        Args:
+            images: (B, 3, H, W) in [0, 1]. embeddings: L tensors (B, Q, D).
+
+        Returns:
+            L float32 tensors (B, Q, D); the input list when there is no SIM.
+        """
+        if self.sim is None:
+            return embeddings
+        spatial, cls = clip_sim_inputs(self.clip_visual, self.clip_normalize(images), self.sim_layers,
+                                       resize=self.sim_resize)
+        memory = self.sim.memory(spatial) if self.sim.use_spatial else None
+        cls = cls if self.sim.use_cls else None
+        return [self.sim(e, cls_embedding=cls, memory=memory) for e in embeddings]
+
+    def forward(self, images: torch.Tensor, text: torch.Tensor | None = None, *,
+                final_only: bool = False) -> list[Prediction]:
+        """Run the model (training and the in-model branch of the test).
+
+        Args:
+            images: (B, 3, H, W) RGB in [0, 1]; H, W multiples of 32.
+            text: (M, D) name embeddings; when given every prediction carries logits (B, Q, M + 1).
+            final_only: return the final prediction only (SIM runs once; test time).
+
+        Returns:
+            L :class:`Prediction` (decoder layers + 1; the last is final), or the final one alone;
+            ``embedding`` is the SIM-calibrated F_N^final.
+
+        Raises:
+            ValueError: H or W not a multiple of 32.
+        """
+        if images.shape[-1] % 32 or images.shape[-2] % 32:
+            raise ValueError(f"image size {tuple(images.shape[-2:])} must be a multiple of 32 (pad first)")
+        x = (images - self.pixel_mean) / self.pixel_std
+        out = self.head(self.backbone(x))
+        queries, masks = out.queries, out.masks
+        if final_only:
+            queries, masks = queries[-1:], masks[-1:]
+        priors, embeddings = self.classifier.embed(queries) if not final_only else self._embed_final(queries[0])
+        embeddings = self.calibrate(images, embeddings)
+        return [Prediction(p, e, m, self.classifier.logits(e, text) if text is not None else None)
+                for p, e, m in zip(priors, embeddings, masks)]
+
+    def _embed_final(self, q: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        prior = self.classifier.class_embed(q)
+        return [prior], [self.classifier.embed_proj[-1](prior)]
+
+    # ------------------------------------------------------------------------------------ test only
+    @torch.no_grad()
+    def clip_logits(self, images: torch.Tensor, mask_logits: torch.Tensor, text: torch.Tensor,
+                    class_index: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Classify each proposal's masked crop with the CS-CLIP (spec §4.3(5), §4.4).
+
+        Args:
+            images: (B, 3, H, W) in [0, 1] (the model input).
+            mask_logits: (B, Q, h, w) final mask logits.
+            text: (M, D) name embeddings. class_index: (M,) class of each name. num_classes: K.
+
+        Returns:
+            ``(logits, valid)``: (B, Q, K) float32 τ·cos class logits (max over names; 0 where
+            invalid) and (B, Q) bool (False = the binarised mask is empty, no crop).
+        """
+        b, q = mask_logits.shape[:2]
+        h, w = images.shape[-2:]
+        binary, valid = binarize_masks(upsample_masks(mask_logits.float(), (h, w)), self.setting.mask_threshold)
+        out = torch.zeros(b, q, num_classes, dtype=torch.float32, device=images.device)
+        names = F.normalize(text.float(), dim=-1)
+        visual = self.mask_clip.visual
+        size = visual.image_size if isinstance(visual.image_size, (tuple, list)) else (visual.image_size,) * 2
+        size = tuple(int(s) for s in size)
+        mean, std = self.clip_mean.flatten().tolist(), self.clip_std.flatten().tolist()
+        natural = self.clip_normalize(images)
+        source = self.mask_clip.source
+        for i in range(b):
+            idx = torch.nonzero(valid[i]).flatten()
+            if idx.numel() == 0:
+                continue
+            m = binary[i, idx].cpu()
+            img = images[i].detach().float().cpu() * 255.0
+            crops, boxes = masked_crops(img, m, size=size, fill="mean", mean=mean, std=std)
+            regions = torch.stack([
+                F.interpolate(m[k, y0:y1, x0:x1][None, None].float(), size=size, mode="nearest")[0, 0] > 0.5
+                for k, (x0, y0, x1, y1) in enumerate(boxes.tolist())])
+            unmasked = (masked_crops(img, m, size=size, fill="none", mean=mean, std=std)[0].to(images.device)
+                        if source == "original" else None)
+            emb = self.mask_clip(crops.to(images.device), regions.to(images.device), natural=natural[i:i + 1],
+                                 unmasked=unmasked, normalize=True)
+            z = self.clip_logit_scale * emb.float() @ names.T                               # (N, M)
+            z = names_to_classes(torch.cat([z, z.new_zeros(z.shape[0], 1)], -1), class_index, num_classes)
+            out[i, idx] = z[:, :num_classes]
+        return out, valid
+
+    @torch.no_grad()
+    def class_probabilities(self, images: torch.Tensor, final: Prediction, text: torch.Tensor,
+                            class_index: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-proposal class scores p̂ (B, Q, K) of the ``inference`` mode and the queries kept
+        ((B, Q) bool, ``clip`` mode only; else ``None``)."""
+        z_in = names_to_classes(final.logits, class_index, num_classes)
+        if self.inference == "mask":
+            return z_in.float().softmax(-1)[..., :-1], None
+        z_clip, valid = self.clip_logits(images, final.masks, text, class_index, num_classes)
+        p_clip = clip_probabilities(z_clip, valid)
+        if self.inference == "clip":
+            return p_clip, valid
+        return ensemble_probabilities(z_in, p_clip, self.setting.clip_weight, valid=valid,
+                                      renormalize=self.setting.renormalize), None
+
+    @torch.no_grad()
+    def segment(self, images: torch.Tensor, text: torch.Tensor, class_index: torch.Tensor,
+                num_classes: int, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Semantic scores for any vocabulary with SIM, CS-CLIP and the ensemble (spec §4.4).
+
+        Args:
+            images: (B, 3, H, W) in [0, 1], multiples of 32.
+            text: (M, D) name embeddings; class_index: (M,) class of each name (max over names).
+            num_classes: K.
+            size: output (H', W'); default the input size.
+
+        Returns:
+            (B, K, H', W') float32 scores (argmax = the label map).
+        """
+        final = self(images, text, final_only=True)[-1]
+        probs, keep = self.class_probabilities(images, final, text, class_index, num_classes)
+        masks = upsample_masks(final.masks, size or tuple(images.shape[-2:]))
+        return semantic_inference(probs, masks, keep)
+
+
+def _vit_blocks(visual) -> int:
+    from open_clip.transformer import VisionTransformer
+
+    if not isinstance(visual, VisionTransformer) or visual.attn_pool is not None:
+        raise TypeError(f"SCAN needs an open_clip VisionTransformer CLIP (SIM and CS), got {type(visual).__name__}")
+    return len(visual.transformer.resblocks)
+
+
+def build_scan_segmenter(stage_cfg, embed_dim: int, clip, *, mask_visual: nn.Module | None = None) -> ScanSegmenter:
+    """Build a :class:`ScanSegmenter` from a :class:`ovlab.config.scan.ScanStageParams` (seed torch first).
+
+    The segmenter part is built exactly as :func:`ovlab.segmenter.model.build_segmenter` (same
+    draws from the torch RNG), then SIM.
+
+    Args:
+        stage_cfg: the ``scan`` section (uses ``model`` and ``scan``).
+        embed_dim: CLIP joint dimension D.
+        clip: the :class:`ovlab.clip.ClipModel` (a ViT; frozen): SIM inputs, [CLS] substitutes and,
+            without ``mask_visual``, the mask-classifying CLIP.
+        mask_visual: the mask-classifying ViT (SCAN: the CS-fine-tuned CLIP), or ``None``.
+
+    Raises:
+        TypeError: the CLIP is not a plain ViT.
+        ValueError: SIM or CS blocks outside the CLIP's depth, or SIM heads not dividing D.
+    """
+    scan = stage_cfg.scan
+    visual = clip.model.visual
+    n_blocks = _vit_blocks(visual)
+    base = build_segmenter(stage_cfg.model, embed_dim, clip)
+    sim = None
+    if scan.sim.enabled:
+        bad = [i for i in scan.sim.layers if i > n_blocks]
+        if bad:
+            raise ValueError(f"scan.sim.layers {bad} outside the CLIP's blocks 0..{n_blocks}")
+        sim = SemanticIntegrationModule.from_params(scan.sim, int(visual.class_embedding.shape[-1]), embed_dim)
+        if not scan.sim.use_cls:
+            sim.gamma.requires_grad_(False)        # unused without F_CLS: keep it out of the optimiser (and DDP)
+    cs = scan.contextual_shift
+    on = cs.enabled and cs.source != "none"
+    mask_clip = ContextualShiftCLIP(mask_visual if mask_visual is not None else visual,
+                                    layers=cs.layers if on else [], ratio=cs.ratio if on else 0.0,
+                                    source=cs.source if on else "none",
+                                    original_visual=visual if mask_visual is not None else None, seed=cs.seed)
+    model = ScanSegmenter(base.backbone, base.head, base.classifier, stage_cfg.model.pixel_mean,
+                          stage_cfg.model.pixel_std, sim=sim, clip_visual=visual, mask_clip=mask_clip,
+                          clip_mean=clip.mean, clip_std=clip.std, sim_layers=scan.sim.layers,
+                          sim_resize=scan.sim.resize, inference=scan.inference,
+                          setting=scan.ensemble.setting(""), clip_logit_scale=scan.clip_logit_scale, params=scan)
+    model.set_benchmark(None)
+    return model

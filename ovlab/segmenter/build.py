@@ -1,0 +1,44 @@
+"""Build the segment-then-classify segmenter and its frozen CLIP from a stage's params."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ovlab.clip.loading import ClipModel, load_clip_from_params
+from ovlab.config import StageParams
+from ovlab.segmenter.model import Segmenter, build_segmenter
+
+
+
+@dataclass
+class Built:
+    """A model with what it needs: the stage, its CLIP (text encoder) and its CLIP embedding size."""
+
+    stage: StageParams
+    clip: ClipModel
+    model: Segmenter
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.classifier.void_embedding.shape[1])
+
+
+def clip_embed_dim(clip: ClipModel) -> int:
+    """The CLIP joint dimension D (text projection width)."""
+    return int(clip.model.text_projection.shape[1])
+
+
+def build(stage: StageParams, *, seed: int | None = None) -> Built:
+    """CLIP (frozen) + a freshly initialised segmenter (torch seeded with ``seed``, default ``base.seed``).
+
+    Raises:
+        WeightsNotFoundError: the CLIP weights are not on disk.
+    """
+    cfg = stage.cfg
+    clip = load_clip_from_params(cfg.clip, stage)
+    torch.manual_seed(stage.base.seed if seed is None else seed)
+    model = build_segmenter(cfg.model, clip_embed_dim(clip), clip)
+    return Built(stage, clip, model)
