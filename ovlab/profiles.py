@@ -1,10 +1,13 @@
 """Profiles: ``ovlab profile paper`` / ``ovlab profile embedded`` switches params.yaml in one command.
 
 A profile file ``profiles/<name>.yaml`` lists only the values that differ between profiles, as a
-nested mapping shaped like ``params.yaml``. Applying it writes those values into ``params.yaml``
-(comments and order kept, written atomically after validating the result) and sets
-``base.profile``. Both profile files list the same keys, so switching back and forth is exact;
-DVC then re-runs exactly the stages whose params changed.
+nested mapping shaped like ``params.yaml`` (each paper value is stated there once). Applying it
+writes those values into ``params.yaml`` (comments and order kept, written atomically after
+validating the result) and sets ``base.profile``. A value equal to the schema default is removed
+instead, so ``params.yaml`` keeps listing only what differs from the defaults (except the keys
+that ``dvc.yaml`` interpolates, which stay). Both profile files list the same keys, so switching
+back and forth gives the same parameters; DVC then re-runs exactly the stages whose params changed.
+A grid's ``common`` overrides are one value (the whole mapping), not one key per override.
 """
 
 from __future__ import annotations
@@ -21,10 +24,67 @@ PROFILES = ("embedded", "paper")
 
 def _leaves(d: dict, prefix: tuple = ()):
     for k, v in d.items():
-        if isinstance(v, dict):
+        whole = k == "common" and prefix[-1:] == ("grids",)
+        if isinstance(v, dict) and v and not whole:
             yield from _leaves(v, prefix + (k,))
         else:
             yield prefix + (k,), v
+
+
+_MISSING = object()
+EXPLICIT = ("pretrained",)
+"""Keys never removed: ``clip.pretrained: null`` (an untrained CLIP) must be written explicitly."""
+
+
+def _schema_defaults() -> dict:
+    from ovlab.config import Params
+
+    return {name: f.annotation().model_dump(mode="json") for name, f in Params.model_fields.items()}
+
+
+def _default_at(defaults: dict, path: tuple):
+    node = defaults
+    for k in path:
+        if not isinstance(node, dict) or k not in node:
+            return _MISSING
+        node = node[k]
+    return node
+
+
+def _drop_empty(node, depth: int = 0) -> None:
+    """Remove mappings left empty below a section's blocks (``scan.model.backbone: {}``); the blocks
+    themselves (``tgkd.loss: {}``) stay: DVC tracks them."""
+    if not isinstance(node, dict):
+        return
+    for k in list(node):
+        v = node[k]
+        if k == "grids":
+            continue
+        _drop_empty(v, depth + 1)
+        if isinstance(v, dict) and not v and depth >= 2:
+            del node[k]
+
+
+def _flow(value):
+    """Lists written in flow style (``[a, b]``), as params.yaml writes them."""
+    from ruamel.yaml.comments import CommentedSeq
+
+    if isinstance(value, list):
+        seq = CommentedSeq(_flow(v) for v in value)
+        seq.fa.set_flow_style()
+        return seq
+    return value
+
+
+def dvc_keys(dvc_file: str | Path) -> set[str]:
+    """The params keys ``dvc.yaml`` interpolates (``${tgkd.output}``...): they must stay in params.yaml."""
+    import re
+
+    p = Path(dvc_file)
+    if not p.is_file():
+        return set()
+    keys = set(re.findall(r"\$\{\s*([A-Za-z_][\w.]*)\s*\}", p.read_text(encoding="utf-8")))
+    return {k for k in keys if not k.startswith("item.")}
 
 
 def profile_keys(profile_file: str | Path) -> set[str]:
@@ -51,6 +111,7 @@ def _float_representer():
         return rep.represent_scalar("tag:yaml.org,2002:float", text)
 
     FloatRepresenter.add_representer(float, represent)
+    FloatRepresenter.add_representer(type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
     return FloatRepresenter
 
 
@@ -61,7 +122,7 @@ def apply_profile(profile: str, params_file: str | Path = "params.yaml", profile
     """Write the values of ``profiles/<profile>.yaml`` into ``params_file``.
 
     Raises:
-        ParamsError: unknown profile, a profile key that is not in params.yaml, or a result that
+        ParamsError: unknown profile, a profile key that is not a parameter, or a result that
             does not validate (params.yaml is then left unchanged).
     """
     from ruamel.yaml import YAML
@@ -76,16 +137,34 @@ def apply_profile(profile: str, params_file: str | Path = "params.yaml", profile
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.Representer = _FloatRepresenter
+    yaml.width = 4096  # keep one-line flow mappings on one line
     doc = yaml.load(params_file.read_text(encoding="utf-8"))
+    from ruamel.yaml.comments import CommentedMap
+
+    defaults, keep = _schema_defaults(), dvc_keys(params_file.parent / "dvc.yaml")
     for path, value in _leaves(overrides):
+        dotted = ".".join(path)
+        in_grid = "grids" in path
+        default = _default_at(defaults, path)
+        if default is _MISSING and not in_grid:
+            raise ParamsError(f"{pfile}: {dotted}: not a key of the schema (ovlab/config)")
         node = doc
+        if not in_grid and value == default and dotted not in keep and path[-1] not in EXPLICIT:
+            for k in path[:-1]:  # a default value: remove the key (empty parent mappings stay)
+                node = node.get(k) if isinstance(node, dict) else None
+                if node is None:
+                    break
+            if isinstance(node, dict):
+                node.pop(path[-1], None)
+            continue
         for k in path[:-1]:
-            if not isinstance(node, dict) or k not in node:
-                raise ParamsError(f"{pfile}: {'.'.join(path)}: not a key of {params_file}")
+            if not isinstance(node, dict):
+                raise ParamsError(f"{pfile}: {dotted}: {params_file} has a value, not a mapping, above it")
+            if k not in node or node[k] is None:
+                node[k] = CommentedMap()
             node = node[k]
-        if path[-1] not in node:
-            raise ParamsError(f"{pfile}: {'.'.join(path)}: not a key of {params_file}")
-        node[path[-1]] = value
+        node[path[-1]] = _flow(value)
+    _drop_empty(doc)
     doc["base"]["profile"] = profile
     buf = io.StringIO()
     yaml.dump(doc, buf)

@@ -64,11 +64,12 @@ def run_notebook(
         params_file: the params file (``params.yaml``); its folder is the working directory and
             the root of relative paths.
         reports_dir: where the executed notebook goes (default: ``base.paths.reports``).
-        extra_sections: further sections the notebook reads (e.g. ``gkc_grids`` beside ``tgkd``),
+        extra_sections: further sections the notebook reads (e.g. ``synonyms`` beside ``synonym_score``),
             injected as ``extra = {name: values}``.
 
     Returns:
-        Path of the executed notebook (``reports/<name>.ipynb``); the HTML lies beside it.
+        Path of the executed notebook (``reports/<name>.ipynb``); the HTML lies beside it. The
+        section's fully resolved parameters go to ``<base.paths.results>/<section>/params.yaml``.
 
     Raises:
         ParamsError: the params file or the section is invalid.
@@ -92,6 +93,9 @@ def run_notebook(
     target = out_dir / nb_path.name
     failed = out_dir / f"{nb_path.stem}.failed.ipynb"
 
+    from ovlab.config.resolved import write_resolved
+
+    write_resolved(stage.path(stage.base.paths.results) / section / "params.yaml", stage)
     env = stage_environment(stage.base.seed, cache_dir=str(stage.path(stage.base.paths.cache)))
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

@@ -31,7 +31,7 @@ def test_repo_params_validate(repo_root):
 
 
 def test_unknown_key_is_named_with_its_path(tmp_path, params_dict):
-    params_dict["synonyms"]["filters"]["max_word"] = 3
+    params_dict["synonyms"].setdefault("filters", {})["max_word"] = 3
     path = _write(tmp_path, params_dict)
     with pytest.raises(ParamsError) as err:
         load_params(path)
@@ -42,7 +42,7 @@ def test_unknown_key_is_named_with_its_path(tmp_path, params_dict):
 
 
 def test_wrong_type_is_named_and_not_coerced(tmp_path, params_dict):
-    params_dict["synonyms"]["filters"]["max_words"] = "3"
+    params_dict["synonyms"].setdefault("filters", {})["max_words"] = "3"
     params_dict["base"]["deterministic"] = 1
     with pytest.raises(ParamsError) as err:
         load_params(_write(tmp_path, params_dict))

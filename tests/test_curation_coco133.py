@@ -1,4 +1,4 @@
-"""Values of the curated COCO-panoptic-133 synonym sets (GKC §3.1, spec §1.1).
+"""Values of the curated COCO-panoptic-133 synonym sets (GKC §3.1).
 
 Computed exactly as the ``synonyms`` stage does, with default ``SynonymsParams()`` and the shipped
 curation file ``ovlab/vocab/curation/coco_panoptic_133.yaml``. WordNet is part of the set-up: if it

@@ -1,4 +1,5 @@
-"""VIPSeg reader, GKC's split builders (spec §6.2) and clip logic (spec §6.4).
+"""VIPSeg reader, GKC's split builders (GKC ``datasets/prepare_vspw_novel_json.py``) and clip logic
+(Video Mask2Former style).
 
 Expected split counts come from the generator's specification (ovlab.data.procedural
 ``EmbeddedSpec`` + ``_vipseg``): 4 train videos, the first 2 without any novel class and the last

@@ -11,7 +11,7 @@ import torch
 
 from ovlab.config import ParamsError, StageParams
 from ovlab.config.base import BaseParams
-from ovlab.config.grids import GkcGridsParams, deep_merge
+from ovlab.config.grid import GridParams, deep_merge
 from ovlab.config.tgkd import TgkdParams
 from ovlab.data.categories import load_categories
 from ovlab.data.names import normalize_class_name
@@ -44,17 +44,19 @@ def _synonym_files(tmp_path, records=(), fake: bool = True):
 
 # ------------------------------------------------------------------------------------------- grids
 def test_cell_overrides_merge_common_cell_and_grid_settings():
-    g = GkcGridsParams(iterations=7, init="a/model.pt", batch_size=2, output="out",
-                       common={"gkc": {"grounding": {"enabled": True}}},
-                       table4={"td": {"gkc": {"td": {"strategy": "random"}}}})
-    over = g.cell_overrides("table4", "td")
+    g = GridParams(output="out", common={"gkc.grounding.enabled": True, "train.iterations": 7,
+                                         "train.init": "a/model.pt", "train.batch_size": 2},
+                   table4={"td": {"gkc.td.strategy": "random"}})
+    over = g.overrides("table4", "td")
     assert over == {"gkc": {"grounding": {"enabled": True}, "td": {"strategy": "random"}},
-                    "train": {"iterations": 7, "init": "a/model.pt", "batch_size": 2}, "output": "out/table4/td"}
+                    "train": {"iterations": 7, "init": "a/model.pt", "batch_size": 2}}
+    cell = TgkdParams(grids=g).grid_section("table4", "td")
+    assert cell.output == "out/table4/td" and cell.train.iterations == 7 and cell.gkc.td.strategy == "random"
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
     with pytest.raises(KeyError, match="no cell 'nope'"):
-        g.cell_overrides("table4", "nope")
+        g.overrides("table4", "nope")
     with pytest.raises(KeyError, match="unknown grid table"):
-        g.cell_overrides("table9", "td")
+        g.overrides("table9", "td")
 
 
 def test_repo_grid_cells_validate_and_a_bad_cell_names_its_key(repo_root, tmp_path):
@@ -63,18 +65,25 @@ def test_repo_grid_cells_validate_and_a_bad_cell_names_its_key(repo_root, tmp_pa
     from ovlab.config import load_params
 
     params = load_params(repo_root / "params.yaml")
-    stage = params.cell("table4", "td_tgkd")
-    assert stage.cfg.gkc.td.strategy == "random" and stage.cfg.gkc.kd.mode == "text_guided"
-    assert stage.cfg.gkc.grounding.enabled and stage.cfg.output.endswith("table4/td_tgkd")
+    cell = params.tgkd.grid_section("table4", "td_tgkd")
+    assert cell.gkc.td.strategy == "random" and cell.gkc.kd.mode == "text_guided"
+    assert cell.gkc.grounding.enabled and cell.output.endswith("table4/td_tgkd")
+    assert params.tgkd.grid_model("table8", "simbaseline_td") == ("cell", "table4/td")
+    assert params.tgkd.grid_model("table5", "vanilla") == ("own", "table5/vanilla")
     data = yaml.safe_load((repo_root / "params.yaml").read_text())
-    data["gkc_grids"]["table5"]["vanilla"] = {"gkc": {"kd": {"mode": "vanilla", "modee": 1}}}
+    data["tgkd"]["grids"]["table5"]["vanilla"] = {"gkc.kd.mode": "vanilla", "gkc.kd.modee": 1}
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(data))
-    with pytest.raises(ParamsError, match=r"gkc_grids\.table5\.vanilla\.gkc\.kd\.modee: unknown key"):
+    with pytest.raises(ParamsError, match=r"tgkd\.grids\.table5\.vanilla\.gkc\.kd\.modee: unknown key"):
         load_params(bad)
-    data["gkc_grids"]["table5"]["vanilla"] = {"gkc": {"kd": {"mode": "telepathy"}}}
+    data["tgkd"]["grids"]["table5"]["vanilla"] = {"gkc": {"kd": {"mode": "telepathy"}}}
     bad.write_text(yaml.safe_dump(data))
-    with pytest.raises(ParamsError, match=r"gkc_grids\.table5\.vanilla\.gkc\.kd\.mode"):
+    with pytest.raises(ParamsError, match=r"tgkd\.grids\.table5\.vanilla\.gkc\.kd\.mode"):
+        load_params(bad)
+    data["tgkd"]["grids"]["table5"]["vanilla"] = {"gkc.kd.mode": "vanilla"}
+    data["tgkd"]["grids"]["table8"]["oracle"] = {"model": "table4/none", "gkc.kd.mode": "vanilla"}
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ParamsError, match=r"tgkd\.grids\.table8\.oracle: a cell that evaluates model"):
         load_params(bad)
 
 

@@ -1,4 +1,4 @@
-"""GKC distillation (Eq. 2–3; spec §3): every mode and form against plain-Python values."""
+"""GKC distillation (GKC Eq. 2–3, Tab. 5): every mode and form against plain-Python values."""
 
 from __future__ import annotations
 
@@ -194,3 +194,30 @@ def test_subsampling_is_seeded_and_capped():
     assert out["loss_kd"].item() == pytest.approx(expected.item(), rel=1e-12)
     again = distill_loss("text_guided", v, r, ids, text=tx, generator=torch.Generator().manual_seed(5))
     assert again["loss_kd"].item() == out["loss_kd"].item()
+
+
+# ---------------------------------------------------------------------------- mode objects
+def test_mode_objects_are_built_once_from_the_params():
+    from types import SimpleNamespace
+
+    from ovlab.gkc.distill import (CodeForm, NoDistillation, PaperForm, TextGuidedDistillation, build_distillation)
+
+    def params(mode, form="code", separate=False):
+        return SimpleNamespace(mode=mode, form=form, separate_text_kd=separate, max_instances=200)
+
+    ids = torch.tensor([0, 0])
+    none = build_distillation(params("none"))
+    assert isinstance(none, NoDistillation) and not none.enabled and none.loss(t(V), t(R), ids) == {}
+    tg = build_distillation(params("text_guided", "paper", separate=True))
+    assert isinstance(tg, TextGuidedDistillation) and isinstance(tg.form, PaperForm) and tg.needs_text
+    got = tg.loss(t(V), t(R), ids, text=t(T))
+    ref = distill_loss("text_guided", t(V), t(R), ids, text=t(T), form="paper", separate=True)
+    assert set(got) == set(ref) == {"loss_kd", "loss_text_kd"} and all(torch.equal(got[k], ref[k]) for k in ref)
+    vg = build_distillation(params("vision_guided"))
+    assert isinstance(vg.form, CodeForm)
+    assert torch.equal(vg.loss(t(V), t(R), ids)["loss_kd"], vision_guided_kd_loss(t(V), t(R), ids, form="code"))
+    assert vg.subsample(150) is None and vg.subsample(300, torch.Generator().manual_seed(5)).numel() == 200
+    with pytest.raises(ValueError, match="KD mode"):
+        build_distillation(params("textguided"))
+    with pytest.raises(ValueError, match="KD form"):
+        build_distillation(params("text_guided", "l1"))

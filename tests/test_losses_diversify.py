@@ -1,4 +1,4 @@
-"""GKC text diversification (spec §1.3): vocabulary, Random sampling/columns, GroupAvg/Max, the CE terms.
+"""GKC text diversification (GKC §3.1, Tab. 7a): vocabulary, Random sampling/columns, GroupAvg/Max, the CE terms.
 
 Expected values are written out by hand or with plain Python math."""
 
@@ -335,3 +335,48 @@ def test_classification_loss_errors(vocab):
         classification_loss(logits, class_t, vocab, "random")
     with pytest.raises(ValueError, match="expected N\\+1 = 7"):
         classification_loss(logits[..., :5], class_t, vocab, "group_avg")
+
+
+# ---------------------------------------------------------------------------- strategy objects
+def test_strategy_objects_are_built_once_from_the_params(vocab):
+    from types import SimpleNamespace
+
+    from ovlab.gkc.diversify import (GroupMaxDiversification, NoDiversification, RandomDiversification,
+                                     build_text_diversification)
+
+    calls = []
+
+    def params(strategy):
+        return SimpleNamespace(strategy=strategy, random_mode="code", threshold=0.1, fallback="argmax",
+                               keep_plain_ce=True)
+
+    def syn():
+        calls.append("synonyms")
+        return vocab
+
+    def bank(v):
+        calls.append("bank")
+        return torch.zeros(v.num_names, 4)
+
+    def scores(v):
+        calls.append("scores")
+        return "table"
+
+    none = build_text_diversification(params("none"), syn, bank, scores)
+    assert isinstance(none, NoDiversification) and not none.enabled and calls == []  # no loader called
+    assert none.training_text(torch.ones(3, 4)).shape == (3, 4) and none.columns([], None) is None
+    gmax = build_text_diversification(params("group_max"), syn, bank, scores)
+    assert isinstance(gmax, GroupMaxDiversification) and calls == ["synonyms", "bank"] and not gmax.draws
+    assert gmax.training_text(torch.ones(3, 4)).shape == (vocab.num_names, 4)
+    assert gmax.draw_names(torch.tensor([1, 0]), lambda: pytest.fail("scores read"), None).tolist() == [3, 0]
+    rnd = build_text_diversification(params("random"), syn, bank, scores)
+    assert isinstance(rnd, RandomDiversification) and rnd.draws and rnd.scores == "table"
+    low = [[0.05, 0.08, 0.02]]  # nothing above 0.1: the argmax fallback
+    assert rnd.draw_names(torch.tensor([0]), lambda: low, torch.Generator().manual_seed(0)).tolist() == [1]
+    # the object's terms are the functional form's, bit for bit
+    logits, class_t = _batch()
+    got = gmax.loss(logits, class_t)
+    ref = classification_loss(logits, class_t, vocab, "group_max", keep_plain_ce=True)
+    assert set(got) == set(ref) == {"loss_ce", "loss_syn"} and all(torch.equal(got[k], ref[k]) for k in ref)
+    with pytest.raises(ValueError, match="TD strategy"):
+        build_text_diversification(params("groupmax"), syn, bank, scores)

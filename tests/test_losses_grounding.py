@@ -1,4 +1,4 @@
-"""GKC grounding loss (spec §2.3) against plain-Python values; caption nouns with the offline tagger."""
+"""GKC grounding loss (GKC §3.3, L_G of Eq. 4) against plain-Python values; caption nouns with the offline tagger."""
 
 from __future__ import annotations
 

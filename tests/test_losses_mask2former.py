@@ -1,4 +1,4 @@
-"""Matcher, point-sampled mask losses and the void-weighted CE against hand-computed values (spec §2.3)."""
+"""Matcher, point-sampled mask losses and the void-weighted CE against hand-computed values (L_M, L_CE of GKC Eq. 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Association maps: shipped files, validators, SCAN index-form loader (spec §5.2)."""
+"""Association maps: shipped files, validators, SCAN index-form loader (SCAN §3.3)."""
 
 import json
 import warnings
@@ -16,7 +16,8 @@ from ovlab.metrics import (
     sg_iou,
 )
 
-# spec §5.2: SCAN's ADE-150 map (child -> father, detectron2 indices), incl. 59 <-> 121
+# SCAN's ADE-150 map (SCAN scan/evaluation/generalized_sem_seg_evaluation.py L20; child -> father,
+# detectron2 indices), incl. 59 <-> 121
 SCAN_ADE150 = """ade150_map = {25: 1, 26: 21, 9: 17, 11: 6, 30: 31, 19: 31, 35: 10, 45: 10, 48: 1, 52: 6, 54: 6,
 56: 15, 33: 15, 59: 121, 53: 121, 60: 21, 62: 55, 63: 58, 64: 15, 66: 17, 68: 16, 69: 19, 75: 31,
 79: 25, 91: 6, 85: 82, 36: 82, 87: 82, 99: 45, 110: 19, 121: 59, 128: 21, 113: 21}"""

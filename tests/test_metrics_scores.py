@@ -1,4 +1,4 @@
-"""Confusion engine, IoU and SG-IoU against hand-computed matrices (SCAN Eq. 6; spec §5.1)."""
+"""Confusion engine, IoU and SG-IoU against hand-computed matrices (SCAN Eq. 6)."""
 
 import numpy as np
 import pytest
@@ -85,7 +85,7 @@ def test_from_detectron2_transposes_and_drops_ignore():
 
 
 def _scan_reference(conf_pred_rows, fathers):
-    """Literal transcription of the spec §5.1 pseudo-formula in SCAN's orientation (rows = pred)."""
+    """Literal transcription of SCAN ``SGIoU_SemSegEvaluator``'s per-father rule in SCAN's orientation (rows = pred)."""
     C = conf_pred_rows.astype(float)
     K = C.shape[0]
     P, G, TP = C.sum(1), C.sum(0), np.diag(C)

@@ -1,4 +1,4 @@
-"""Video seen/unseen/harmonic mIoU under both protocols (GKC §4.4 Tab. 3; spec §6.3), against
+"""Video seen/unseen/harmonic mIoU under both protocols (GKC §4.4, Tab. 3), against
 confusion matrices and IoUs computed by hand."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The segmenter's class head and semantic inference against hand-computed values (spec §2.2)."""
+"""The segmenter's class head and semantic inference against hand-computed values (GKC §3, Fig. 2)."""
 
 from __future__ import annotations
 

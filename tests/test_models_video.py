@@ -1,4 +1,4 @@
-"""The video model (GKC §3.4; spec §6.4): the image segmenter run on clips as Video Mask2Former does.
+"""The video model (GKC §3.4): the image segmenter run on clips as Video Mask2Former does.
 
 Value checks: a one-frame clip is exactly the image model; T identical frames without the temporal
 embedding give the image model's masks in every frame (each memory token repeated T times leaves

@@ -1,4 +1,5 @@
-"""Training on multi-name classes: the criterion sees class logits (max over a class's names, spec §2.2)."""
+"""Training on multi-name classes: the criterion sees class logits (max over a class's names, as GKC's
+inference does: GKC `mask2former/maskformer_model_voca_dense_kd_syn.py` L778–781)."""
 
 from __future__ import annotations
 

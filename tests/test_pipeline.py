@@ -65,8 +65,8 @@ def test_repro_from_a_fresh_clone(fresh_clone):
 
     # One grid cell's params re-run that cell and the notebook that shows it, nothing else.
     params = fresh_clone / "params.yaml"
-    old = "two_stage: {proposals: oracle, ensemble: none}"
+    old = "two_stage: {enabled: true, proposals: oracle, ensemble: none}"
     assert old in params.read_text()
-    params.write_text(params.read_text().replace(old, "two_stage: {proposals: oracle, ensemble: none, fill: grey}"))
+    params.write_text(params.read_text().replace(old, "two_stage: {enabled: true, proposals: oracle, ensemble: none, fill: grey}"))
     third = _sh(["dvc", "repro"], fresh_clone)
     assert _ran(third) == {"gkc_table8@oracle", "tgkd"}, third[-3000:]

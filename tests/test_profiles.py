@@ -1,4 +1,4 @@
-"""Profiles: one command switches params.yaml; switching back restores it exactly."""
+"""Profiles: one command switches params.yaml; switching back restores it exactly; params.yaml stays minimal."""
 
 from __future__ import annotations
 
@@ -15,23 +15,44 @@ def test_profiles_list_the_same_keys(repo_root):
 
 
 def test_params_yaml_is_consistent_with_its_profile(repo_root):
+    """Every value the profile sets is what params.yaml resolves to (written there, or the schema default)."""
     import yaml
 
-    params = yaml.safe_load((repo_root / "params.yaml").read_text())
-    profile = yaml.safe_load((repo_root / f"profiles/{params['base']['profile']}.yaml").read_text())
+    from ovlab.profiles import _leaves
 
-    def walk(d, p):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(v, p[k])
-            else:
-                assert p[k] == v, f"params.yaml {k}={p[k]!r} but the profile says {v!r}"
+    params = load_params(repo_root / "params.yaml")
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    profile = yaml.safe_load((repo_root / f"profiles/{params.base.profile}.yaml").read_text())
+    for path, v in _leaves(profile):
+        if "grids" in path:  # grid cells and settings are written as they are
+            node = raw
+            for k in path:
+                node = node[k]
+            assert node == v, f"params.yaml {'.'.join(path)}={node!r} but the profile says {v!r}"
+            continue
+        node = getattr(params, path[0]).model_dump(mode="json")
+        for k in path[1:]:
+            node = node[k]
+        assert node == v, f"params.yaml {'.'.join(path)}={node!r} but the profile says {v!r}"
 
-    walk(profile, params)
+
+def test_params_yaml_lists_only_what_differs_from_the_defaults(repo_root):
+    """Besides the blocks DVC tracks ({} or null) and the keys dvc.yaml interpolates, every value differs."""
+    import yaml
+
+    from ovlab.profiles import _default_at, _leaves, _schema_defaults, dvc_keys
+
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    defaults, keep = _schema_defaults(), dvc_keys(repo_root / "dvc.yaml")
+    same = [".".join(p) for p, v in _leaves(raw) if "grids" not in p and v not in ({}, None) and ".".join(p) not in keep
+            and p != ("base", "profile") and p[-1] != "pretrained" and _default_at(defaults, p) == v]
+    assert same == [], f"params.yaml restates schema defaults: {same}"
+    assert len((repo_root / "params.yaml").read_text().splitlines()) <= 200
 
 
 def test_switch_and_back_is_exact(repo_root, tmp_path):
     shutil.copy(repo_root / "params.yaml", tmp_path / "params.yaml")
+    shutil.copy(repo_root / "dvc.yaml", tmp_path / "dvc.yaml")  # the keys it interpolates stay
     shutil.copytree(repo_root / "profiles", tmp_path / "profiles")
     original = (tmp_path / "params.yaml").read_text()
     apply_profile("paper", tmp_path / "params.yaml")
@@ -41,6 +62,7 @@ def test_switch_and_back_is_exact(repo_root, tmp_path):
     apply_profile("embedded", tmp_path / "params.yaml")
     back = load_params(tmp_path / "params.yaml")
     assert back.model_dump() == load_params(repo_root / "params.yaml").model_dump()
+    assert (tmp_path / "params.yaml").read_text() == original  # byte for byte
     assert back.base.profile == "embedded"
     assert original.splitlines()[0] == (tmp_path / "params.yaml").read_text().splitlines()[0]
 

@@ -63,7 +63,7 @@ def test_failing_cell_is_named_and_no_report_is_written(project, capsys):
 def test_bad_section_and_params_fail_before_running(project):
     nb = _notebook(project / "ok.ipynb", "pass")
     assert main([str(nb), "--section", "nope", "--params", str(project / "params.yaml")]) == 1
-    (project / "params.yaml").write_text((project / "params.yaml").read_text().replace("max_words: 3", "max_word: 3"))
+    (project / "params.yaml").write_text((project / "params.yaml").read_text().replace("\nsynonyms:\n", "\nsynonyms:\n  filters: {max_word: 3}\n"))
     from ovlab.config import ParamsError
 
     with pytest.raises(ParamsError, match="synonyms.filters.max_word"):

@@ -1,4 +1,4 @@
-"""SCAN Contextual Shift (Eq. 4–5, spec §4.3): background patches, exact replacement counts, never a
+"""SCAN Contextual Shift (SCAN §3.2, Eq. 4–5): background patches, exact replacement counts, never a
 foreground token, every substitute source, and the mask-classifying CLIP on the tiny ViT."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from ovlab.clip import vit_features
 from ovlab.config.presets import CS_RATIO_PRESETS
-from ovlab.scan.contextual_shift import contextual_shift, patch_background, replaced_count
-from ovlab.scan.shifted_vit import ContextualShiftCLIP, shifted_vit_forward
+from ovlab.scan.contextual_shift import (ContextualShiftCLIP, contextual_shift, patch_background, replaced_count,
+                                        shifted_vit_forward)
 from ovlab.config.scan import ContextualShiftParams
 
 

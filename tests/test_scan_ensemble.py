@@ -1,4 +1,5 @@
-"""SCAN score ensemble and semantic inference (spec §4.4) on hand-computed probabilities."""
+"""SCAN score ensemble and semantic inference (yongliu20/SCAN ``scan/ovseg_model.py``
+``semantic_inference``) on hand-computed probabilities."""
 
 from __future__ import annotations
 

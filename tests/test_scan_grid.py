@@ -16,7 +16,7 @@ from .conftest import REPO
 from ovlab.config import ParamsError, StageParams, load_params, parse_params
 from ovlab.config.base import BaseParams
 from ovlab.config.scan import ScanStageParams
-from ovlab.config.scan_grids import TABLES, drop_keys, expand_dotted
+from ovlab.config.grid import drop_keys, expand_dotted
 from ovlab.report.scan_tables import PAPER, long_frame, paper_table, scan_table, setting_text, table_plot
 
 SHARED = {
@@ -37,22 +37,26 @@ def _expected(table, cell):
     return SHARED.get((table, cell), "sim")          # Tables 6 and 7 and SCAN's Tab. 8 rows: the sim model
 
 
+TABLES = ("table3", "table4", "table5", "table6", "table7", "table8")
+
+
 def _check_models(cfg: ScanStageParams):
     for table, cell in cfg.grids.cells():
-        assert cfg.shared_model(cfg.grid_cell(table, cell)) == _expected(table, cell), (table, cell)
+        kind, name = cfg.grid_model(table, cell)
+        assert (name if kind == "model" else None) == _expected(table, cell), (table, cell)
 
 
 # -------------------------------------------------------------------------------------- the params
 def test_params_yaml_cells_and_the_model_each_scores(repo_root):
     cfg = load_params(repo_root / "params.yaml").scan
     assert set(cfg.grids.models) == {"sim", "nosim"}
-    assert {t: len(getattr(cfg.grids, t)) for t in TABLES} == {"table3": 4, "table4": 6, "table5": 5, "table6": 5,
+    assert {t: len(cfg.grids.tables[t]) for t in TABLES} == {"table3": 4, "table4": 6, "table5": 5, "table6": 5,
                                                                 "table7": 9, "table8": 6}
     _check_models(cfg)
-    cell = cfg.grid_cell("table7", "l1_3_5_7_9_r40")
+    cell = cfg.grid_section("table7", "l1_3_5_7_9_r40")
     assert cell.scan.contextual_shift.ratio == 0.4 and cell.output == "results/scan/table7/l1_3_5_7_9_r40"
     assert cell.grids.cells() == [] and cell.eval.max_images == cfg.grids.eval_max_images
-    assert cfg.grid_cell("table4", "hw").scan.sim.lfe == "none" and not cfg.grid_cell("table4", "hw").scan.sim.use_cls
+    assert cfg.grid_section("table4", "hw").scan.sim.lfe == "none" and not cfg.grid_section("table4", "hw").scan.sim.use_cls
 
 
 def test_paper_profile_cells_validate_and_keep_their_models(repo_root, tmp_path):
@@ -64,8 +68,8 @@ def test_paper_profile_cells_validate_and_keep_their_models(repo_root, tmp_path)
     cfg = load_params(tmp_path / "params.yaml").scan
     assert cfg.scan.sim.layers == [12, 18, 24] and cfg.optim.lr == pytest.approx(6e-5)
     assert cfg.schedule.kind == "poly" and cfg.schedule.warmup_factor == pytest.approx(1e-6)
-    assert cfg.grid_cell("table5", "l15_18_21_k7_5_3").scan.sim.layers == [15, 18, 21]
-    t7 = cfg.grid_cell("table7", "l11_13_15_17_19_r30").scan.contextual_shift
+    assert cfg.grid_section("table5", "l15_18_21_k7_5_3").scan.sim.layers == [15, 18, 21]
+    t7 = cfg.grid_section("table7", "l11_13_15_17_19_r30").scan.contextual_shift
     assert t7.layers == [11, 13, 15, 17, 19] and t7.preset is None and t7.ratio_for("ade20k_150") == 0.3
     assert cfg.grids.eval_datasets == ["ade20k_150", "ade20k_847", "pascal_context_59"]
     _check_models(cfg)
@@ -78,18 +82,20 @@ def _with_cell(repo_root, table, cell, value):
 
 
 def test_an_unknown_or_wrong_key_in_a_cell_is_a_params_error_naming_it(repo_root):
-    with pytest.raises(ParamsError, match=r"scan\.grids\.table3\.sim: scan\.sim\.enabld: unknown key"):
+    with pytest.raises(ParamsError, match=r"scan\.grids\.table3\.sim\.scan\.sim\.enabld: unknown key"):
         parse_params(_with_cell(repo_root, "table3", "sim", {"scan.sim.enabld": False}), source="params.yaml")
-    with pytest.raises(ParamsError, match=r"scan\.grids\.table6\.x: scan\.contextual_shift\.source"):
+    with pytest.raises(ParamsError, match=r"scan\.grids\.table6\.x\.scan\.contextual_shift\.source"):
         parse_params(_with_cell(repo_root, "table6", "x", {"scan": {"contextual_shift": {"source": "zeros"}}}))
-    with pytest.raises(ParamsError, match=r"scan\.grids\.models\.m: train\.iterations"):
+    with pytest.raises(ParamsError, match=r"scan\.grids\.models\.m\.train\.iterations"):
         parse_params(_with_cell(repo_root, "models", "m", {"train.iterations": "many"}))
-    with pytest.raises(ParamsError, match=r"scan\.grids\.table9: unknown key"):
-        parse_params(_with_cell(repo_root, "table9", "a", {}))
+    data = yaml.safe_load((repo_root / "params.yaml").read_text())
+    data["scan"]["grids"]["eval_max_image"] = 1                       # a misspelt setting is not a table
+    with pytest.raises(ParamsError, match=r"scan\.grids\.tables\.eval_max_image"):
+        parse_params(data)
     with pytest.raises(ParamsError, match="grids: a cell cannot change the grids"):
         parse_params(_with_cell(repo_root, "table3", "g", {"grids.eval_max_images": 1}))
     with pytest.raises(KeyError, match="no cell 'nope'"):
-        load_params(repo_root / "params.yaml").scan.grid_cell("table3", "nope")
+        load_params(repo_root / "params.yaml").scan.grid_section("table3", "nope")
 
 
 def test_dotted_and_nested_overrides_are_the_same():
@@ -101,38 +107,39 @@ def test_dotted_and_nested_overrides_are_the_same():
     assert doc["scan"]["inference"] == "mask"                                 # the input is not modified
     cfg = ScanStageParams(grids={"models": {"a": {}}, "table6": {
         "d": {"scan.contextual_shift.source": "noise"}, "n": {"scan": {"contextual_shift": {"source": "noise"}}}}})
-    d, n = (cfg.grid_cell("table6", c).model_dump(exclude={"output"}) for c in ("d", "n"))
+    d, n = (cfg.grid_section("table6", c).model_dump(exclude={"output"}) for c in ("d", "n"))
     assert d == n
 
 
 def test_dvc_has_one_matrix_stage_per_table(repo_root):
     stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
     assert stages["scan_models"]["matrix"] == {"model": "${scan.grids.models}"}
-    assert stages["scan_models"]["cmd"] == "python -m ovlab scan-grid --model ${item.model}"
+    assert stages["scan_models"]["cmd"] == "python -m ovlab.experiments.grid scan --model ${item.model}"
     for t in TABLES:
         s = stages[f"scan_{t}"]
         assert s["matrix"] == {"cell": f"${{scan.grids.{t}}}"}
-        assert s["cmd"] == f"python -m ovlab scan-grid --cell {t}/${{item.cell}}"
+        assert s["cmd"] == f"python -m ovlab.experiments.grid scan {t}/${{item.cell}}"
         assert f"scan.grids.{t}.${{item.cell}}" in s["params"]
         assert "${scan.grids.output}/models/sim/model.pt" in s["deps"]
         assert list(s["metrics"][0]) == [f"${{scan.grids.output}}/{t}/${{item.cell}}/metrics.json"]
     nb = stages["scan"]
     assert nb["cmd"] == "python -m ovlab.run notebooks/03_scan_ablations.ipynb --section scan"
-    assert [list(o)[0] for o in nb["outs"]] == ["reports/03_scan_ablations.ipynb", "reports/03_scan_ablations.html"]
+    assert [list(o)[0] for o in nb["outs"]] == ["results/scan/params.yaml", "reports/03_scan_ablations.ipynb",
+                                                "reports/03_scan_ablations.html"]
 
 
 def test_scan_grid_list_command(repo_root, capsys):
-    from ovlab.experiments.scan_grid import main
+    from ovlab.experiments.grid import main
 
     torch.set_num_threads(2)
     try:
-        assert main(["--list", "--params", str(repo_root / "params.yaml")]) == 0
+        assert main(["scan", "--list", "--params", str(repo_root / "params.yaml")]) == 0
         assert torch.get_num_threads() == 2                                 # scan.grids.torch_threads does not leak
     finally:
         torch.set_num_threads(1)
     out = capsys.readouterr().out
     assert "table6/noise: model sim" in out and "table4/cls: trains its own model" in out
-    assert main(["--cell", "table3/nope", "--params", str(repo_root / "params.yaml")]) == 1
+    assert main(["scan", "table3/nope", "--params", str(repo_root / "params.yaml")]) == 1
     assert "no cell 'nope'" in capsys.readouterr().err
 
 
@@ -158,7 +165,7 @@ def tiny_grid(embedded_root, tmp_path_factory):
 
 
 def test_tiny_grid_end_to_end(tiny_grid):
-    from ovlab.experiments.scan_grid import ModelNotTrainedError, run_cell, train_model
+    from ovlab.experiments.grid import ModelNotTrainedError, run_cell, train_model
 
     stage, out = tiny_grid
     with warnings.catch_warnings():
@@ -191,7 +198,7 @@ def test_tiny_grid_end_to_end(tiny_grid):
 def test_paper_tables_match_the_grid_cells_and_the_paper(repo_root):
     cfg = load_params(repo_root / "params.yaml").scan
     for t in TABLES:
-        assert list(PAPER[t].rows) == list(getattr(cfg.grids, t)), t
+        assert list(PAPER[t].rows) == list(cfg.grids.tables[t]), t
     t3 = paper_table("table3")
     assert t3.loc["both"].tolist() == ["+ Both", 33.5, 14.0, 59.3]
     assert paper_table("table4").loc["cls"].tolist()[:3] == ["✓", "", ""]

@@ -1,8 +1,10 @@
-"""The SCAN segmenter (spec §4): SIM in the embedding path, the CS-CLIP mask classifier, the inference
-modes of SCAN Tab. 8, the engine task, checkpoints and ``ovlab predict`` on a real image."""
+"""The SCAN segmenter (SCAN §3, Fig. 2): SIM in the embedding path, the CS-CLIP mask classifier, the
+inference modes of SCAN Tab. 8, the test-time settings it takes as numbers (``ScanInference``), the
+engine task, checkpoints and ``ovlab predict`` on a real image."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -13,7 +15,8 @@ import torch.nn.functional as F
 from .conftest import REPO
 from ovlab.config import StageParams
 from ovlab.config.base import BaseParams
-from ovlab.config.scan import ScanStageParams
+from ovlab.config.scan import ScanInference, ScanStageParams
+from ovlab.config.schema import Section
 from ovlab.segmenter.inference import names_to_classes, semantic_inference, upsample_masks
 from ovlab.scan.model import ScanSegmenter, build_scan_segmenter
 from ovlab.segmenter.model import Prediction, build_segmenter
@@ -43,7 +46,7 @@ def _cfg(**scan) -> ScanStageParams:
 
 def _build(clip, cfg, seed=0) -> ScanSegmenter:
     torch.manual_seed(seed)
-    return build_scan_segmenter(cfg, 64, clip).eval()
+    return build_scan_segmenter(cfg, 64, clip, inference=cfg.scan.inference_for(None)).eval()
 
 
 # ---------------------------------------------------------------------------------- SIM in the path
@@ -125,7 +128,7 @@ class _StubClip:
     """A mask-classifying CLIP whose crop embedding is the text embedding of the crop's colour class:
     red crops → ``text[0]``, green crops → ``text[1]`` (the fill is the CLIP mean, neither)."""
 
-    source, layers, ratio = "cls", [1], 0.3
+    source, layers, ratio, seed = "cls", [1], 0.3, 0
 
     def __init__(self, text, visual):
         self.text, self.visual, self.calls = text, visual, []
@@ -169,10 +172,9 @@ def test_clip_only_with_a_stub_clip_gives_the_ground_truth(clip):
     assert logits[0, 0, 0].item() == pytest.approx(100.0, abs=1e-3)          # τ·cos(text0, text0)
     assert torch.equal(logits[0, 2], torch.zeros(2))
     # mask-only follows the (wrong) in-model logits; a CLIP-heavy ensemble follows CLIP
-    scan.inference = "mask"
+    scan.set_inference(dataclasses.replace(scan.settings, mode="mask"))
     assert torch.equal(scan.segment(img, text, torch.arange(2), 2)[0].argmax(0), 1 - gt)
-    scan.inference = "both"
-    scan.setting = type(scan.setting)(0.4, 0.9, False)
+    scan.set_inference(dataclasses.replace(scan.settings, mode="both", mask_threshold=0.4, clip_weight=0.9))
     assert torch.equal(scan.segment(img, text, torch.arange(2), 2)[0].argmax(0), gt)
 
 
@@ -187,7 +189,7 @@ def test_both_is_the_geometric_ensemble_by_hand(clip):
     p_in = final.logits.softmax(-1)[..., :2]
     c = torch.tensor(100.0 * float(text[0] @ text[1]))
     p_clip0 = torch.softmax(torch.stack([torch.tensor(100.0), c]), 0)       # proposal 0: red → class 0
-    lam = scan.setting.clip_weight
+    lam = scan.settings.clip_weight
     assert torch.allclose(probs[0, 0], p_in[0, 0] ** (1 - lam) * p_clip0 ** lam, atol=1e-5)
     assert torch.allclose(probs[0, 2], p_in[0, 2] ** (1 - lam), atol=1e-6)    # empty mask: p_clip ≡ 1
 
@@ -203,17 +205,39 @@ def test_real_cs_clip_runs_on_the_crops(clip):
         assert torch.isfinite(other.segment(x, text, torch.arange(3), 3)).all()
 
 
-def test_presets_follow_the_benchmark(clip):
-    scan = _build(clip, _cfg(contextual_shift={"preset": "vit-l", "layers": [1], "ratio": 0.3},
-                             ensemble={"preset": "vit-l"}))
-    scan.set_benchmark("a-847")
-    assert scan.benchmark == "ade20k_847"
-    assert (scan.setting.mask_threshold, scan.setting.clip_weight, scan.setting.renormalize) == (0.3, 0.75, True)
-    assert scan.mask_clip.ratio == 0.15
-    scan.set_benchmark("ade20k_150")
-    assert (scan.setting.mask_threshold, scan.setting.clip_weight) == (0.55, 0.75) and scan.mask_clip.ratio == 0.05
-    scan.set_benchmark("coco_133")                                              # not in SCAN's list: own values
-    assert (scan.setting.mask_threshold, scan.setting.clip_weight) == (0.4, 0.7) and scan.mask_clip.ratio == 0.3
+def test_inference_settings_resolve_the_presets_per_benchmark():
+    cfg = _cfg(contextual_shift={"preset": "vit-l", "layers": [1], "ratio": 0.3}, ensemble={"preset": "vit-l"})
+    a847 = cfg.scan.inference_for("a-847")                                      # alias → canonical name
+    assert a847 == ScanInference(benchmark="ade20k_847", mode="both", mask_threshold=0.3, clip_weight=0.75,
+                                 renormalize=True, clip_logit_scale=100.0, cs_source="cls", cs_layers=(1,),
+                                 cs_ratio=0.15, cs_seed=0)
+    a150 = cfg.scan.inference_for("ade20k_150")
+    assert (a150.mask_threshold, a150.clip_weight, a150.renormalize, a150.cs_ratio) == (0.55, 0.75, False, 0.05)
+    coco = cfg.scan.inference_for("coco_133")                                   # not in SCAN's list: own values
+    assert (coco.mask_threshold, coco.clip_weight, coco.cs_ratio) == (0.4, 0.7, 0.3)
+    assert cfg.scan.inference_for(None) == dataclasses.replace(coco, benchmark=None)
+    off = _cfg(contextual_shift={"enabled": False, "preset": "vit-l"}).scan.inference_for("ade20k_847")
+    assert (off.cs_source, off.cs_layers, off.cs_ratio) == ("none", (), 0.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a847.cs_ratio = 0.5
+
+
+def test_the_model_takes_numbers_per_benchmark(clip):
+    cfg = _cfg(contextual_shift={"preset": "vit-l", "layers": [1], "ratio": 0.3}, ensemble={"preset": "vit-l"})
+    scan = _build(clip, cfg)
+    assert not any(isinstance(v, Section) for v in vars(scan).values())        # no config object inside
+    assert scan.benchmark is None and scan.mask_clip.ratio == 0.3
+    scan.set_inference(cfg.scan.inference_for("a-847"))
+    assert scan.benchmark == "ade20k_847" and scan.settings.renormalize and scan.mask_clip.ratio == 0.15
+    scan.set_inference(cfg.scan.inference_for("ade20k_150"))
+    assert (scan.settings.mask_threshold, scan.settings.clip_weight) == (0.55, 0.75) and scan.mask_clip.ratio == 0.05
+    with pytest.raises(ValueError, match="fixed when the model is built"):
+        scan.set_inference(dataclasses.replace(scan.settings, cs_layers=(0, 1)))
+    with pytest.raises(ValueError, match="fixed when the model is built"):
+        scan.set_inference(dataclasses.replace(scan.settings, cs_source="noise"))
+    with pytest.raises(TypeError, match="ScanInference"):
+        scan.set_inference(cfg.scan)
+    assert scan.benchmark == "ade20k_150"                                        # a refused setting changes nothing
 
 
 def test_builder_errors(clip):
@@ -224,13 +248,14 @@ def test_builder_errors(clip):
     with pytest.raises(ValueError, match="contextual shift layers"):
         _build(clip, _cfg(contextual_shift={"layers": [9]}))
     with pytest.raises(ValueError, match="inference"):
-        ScanSegmenter(None, None, None, [0] * 3, [1] * 3, sim=None, clip_visual=None, mask_clip=None,
-                      clip_mean=[0] * 3, clip_std=[1] * 3, inference="oracle")
+        dataclasses.replace(_cfg().scan.inference_for(None), mode="oracle")
+    with pytest.raises(ValueError, match="clip_weight"):
+        dataclasses.replace(_cfg().scan.inference_for(None), clip_weight=1.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rn = load_clip("ovlab-tiny-rn", pretrained=None)
     with pytest.raises(TypeError, match="VisionTransformer"):
-        build_scan_segmenter(_cfg(), 64, rn)
+        build_scan_segmenter(_cfg(), 64, rn, inference=_cfg().scan.inference_for(None))
 
 
 # ------------------------------------------------------------------------------- engine, checkpoint
@@ -261,7 +286,8 @@ def test_scan_task_trains_evaluates_and_round_trips(scan_run):
     stage, res = scan_run
     ev = res.metrics["eval"]
     assert ev["dataset"] == "coco_133" and ev["num_images"] == 1 and "mIoU" in ev
-    assert ev["scan"]["inference"] == "both" and ev["scan"]["sim"] and ev["scan"]["cs_source"] == "cls"
+    assert ev["scan"] == {"inference": "both", "sim": True, "cs_source": "cls", "cs_layers": [1], "cs_ratio": 0.3,
+                          "cs_enabled": True, "mask_threshold": 0.4, "clip_weight": 0.7, "renormalize": False}
     state = load(res.output / "model.pt")
     assert state["stage"] == "scan" and not any("visual" in k for k in state["model"])
     with warnings.catch_warnings():

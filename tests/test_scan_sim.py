@@ -1,5 +1,5 @@
 """SCAN Semantic Integration Module: the frequency map, LFE (Eq. 1), cross-attention (Eq. 2), γ·[CLS] and
-the encoder (Eq. 3); spec §4.2. Expected numbers are written by hand from the equations."""
+the encoder (Eq. 3); SCAN §3.1. Expected numbers are written by hand from the equations."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_frequency_filter_hand_values_16x16():
     f = frequency_filter(16, 16, 9)
     assert f.shape == (16, 16) and f.dtype == torch.float32
     assert f[8, 8].item() == 0.0                                   # array centre = highest frequencies
-    # DC (0, 0): 1 − exp(−(8² + 8²)/(2·9²)) = 1 − exp(−128/162) = 0.546211 (spec: "only 0.55")
+    # DC (0, 0): 1 − exp(−(8² + 8²)/(2·9²)) = 1 − exp(−128/162) = 0.546211 ("only 0.55")
     assert f[0, 0].item() == pytest.approx(0.546211, abs=1e-6)
     # corner (15, 15): distance (7, 7): 1 − exp(−98/162) = 0.453892
     assert f[15, 15].item() == pytest.approx(0.453892, abs=1e-6)

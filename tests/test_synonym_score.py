@@ -1,4 +1,4 @@
-"""GKC synonym score (Eq. 1; spec §1.2): the formula by hand, and the stage on the real COCO samples."""
+"""GKC synonym score (GKC Eq. 1): the formula by hand, and the stage on the real COCO samples."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from ovlab.clip import encode_names, load_clip, masked_crops
-from ovlab.gkc.synonym_score import crop_settings, run_synonym_score, segments_frame, synonym_score
+from ovlab.experiments.synonym_score import run_synonym_score, segments_frame
+from ovlab.gkc.synonym_score import crop_settings, synonym_score
 from ovlab.config import stage_params
 from ovlab.data.categories import load_categories
 from ovlab.data.names import normalize_class_name

@@ -1,4 +1,4 @@
-"""The video task (GKC §4.4 Tab. 3; spec §6): params and rows, clip batches, objective, end-to-end run.
+"""The video task (GKC §3.4, §4.4, Tab. 3): params and rows, clip batches, objective, end-to-end run.
 
 Runs on the generated embedded VIPSeg videos (``embedded_root``: 4 train + 2 val videos of 8 frames,
 128×160) with a tiny model; the init checkpoint is a freshly built tiny image segmenter saved in the
@@ -24,8 +24,12 @@ TINY = dict(hidden_dim=32, mask_dim=32, num_queries=8, decoder_layers=2, encoder
 
 
 def _section(data_root, out, **over) -> dict:
+    from ovlab.config.clip import ClipParams
+    from ovlab.config.segmenter import ModelParams
+
     sec = VideoStageParams().model_dump(mode="json")
-    sec["model"].update(TINY)
+    sec["model"] = ModelParams(**TINY).model_dump(mode="json")  # the init checkpoint's (checked)
+    sec["clip"] = ClipParams(model="ovlab-tiny-rn").model_dump(mode="json")
     sec["loss"]["num_points"] = 128
     sec["data"]["root"] = str(data_root / "vipseg")
     sec["augment"]["crop_size"] = 64
@@ -77,13 +81,27 @@ def workdir(embedded_root, tmp_path_factory):
 def test_params_yaml_video_section_and_rows(repo_root):
     params = load_params(repo_root / "params.yaml")
     v = params.video
-    assert set(v.rows) == set(TABLE3_ROWS) and v.train.init == "results/tgkd/baseline/model.pt"
-    assert v.model == params.tgkd.model and v.clip == params.tgkd.clip  # the init checkpoint's architecture
-    base, kd, kd_td = (v.row(r) for r in ("baseline", "kd", "kd_td"))
+    assert set(v.grids.tables["table3"]) == set(TABLE3_ROWS) and v.train.init == "results/tgkd/baseline/model.pt"
+    assert v.model is None and v.clip is None  # the init checkpoint's architecture and CLIP (VideoTask.resolve)
+    base, kd, kd_td = (v.grid_section("table3", r) for r in ("baseline", "kd", "kd_td"))
     assert (base.gkc.kd.mode, base.gkc.td.strategy) == ("none", "none")
     assert (kd.gkc.kd.mode, kd.gkc.td.strategy) == ("text_guided", "none")
     assert (kd_td.gkc.kd.mode, kd_td.gkc.td.strategy) == ("text_guided", "random")
-    assert kd_td.output == "results/video/kd_td" and kd_td.rows == {}
+    assert kd_td.output == "results/video/table3/kd_td" and kd_td.grids.cells() == []
+    assert all(v.grid_model("table3", r) == ("own", f"table3/{r}") for r in TABLE3_ROWS)
+
+
+def test_model_and_clip_come_from_the_init_checkpoint(embedded_root, workdir):
+    from ovlab.config.segmenter import ModelParams
+    from ovlab.video.task import resolve_from_init
+
+    sec = _section(embedded_root, workdir)
+    sec["model"] = sec["clip"] = None
+    stage = resolve_from_init(_stage(VideoStageParams.model_validate(sec)))
+    assert stage.cfg.model == ModelParams(**TINY) and stage.cfg.clip.model == "ovlab-tiny-rn"
+    sec["train"]["init"] = None
+    with pytest.raises(ValueError, match="train.init is null"):
+        resolve_from_init(_stage(VideoStageParams.model_validate(sec)))
 
 
 def test_paper_profile_is_the_papers_schedule(repo_root):
@@ -98,15 +116,13 @@ def test_a_bad_row_is_a_params_error_naming_the_key(repo_root, tmp_path):
     text = (repo_root / "params.yaml").read_text()
     assert "kd: {gkc.kd.mode: text_guided}" in text
     (tmp_path / "params.yaml").write_text(text.replace("kd: {gkc.kd.mode: text_guided}", "kd: {gkc.kd.mod: text_guided}"))
-    with pytest.raises(ParamsError, match=r"rows\.kd: gkc\.kd\.mod: unknown key"):
+    with pytest.raises(ParamsError, match=r"video\.grids\.table3\.kd\.gkc\.kd\.mod: unknown key"):
         load_params(tmp_path / "params.yaml")
     (tmp_path / "params.yaml").write_text(text.replace("kd: {gkc.kd.mode: text_guided}", "kd: {gkc.kd.mode: sideways}"))
-    with pytest.raises(ParamsError, match=r"rows\.kd: gkc\.kd\.mode"):
+    with pytest.raises(ParamsError, match=r"video\.grids\.table3\.kd\.gkc\.kd\.mode"):
         load_params(tmp_path / "params.yaml")
-    from ovlab.experiments.video_rows import row_stage
-
-    with pytest.raises(ParamsError, match="no row 'nope'"):
-        row_stage(load_params(repo_root / "params.yaml"), "nope")
+    with pytest.raises(KeyError, match="no cell 'nope'"):
+        load_params(repo_root / "params.yaml").video.grid_section("table3", "nope")
     with pytest.raises(ValueError, match="grounding"):
         VideoStageParams.model_validate(apply_dotted(VideoStageParams().model_dump(mode="json"),
                                                      {"gkc.grounding.enabled": True}))
@@ -161,7 +177,7 @@ def test_objective_terms_and_determinism(embedded_root, workdir):
     from ovlab.video.task import VideoTask
 
     sec = _section(embedded_root, workdir, **{"gkc.td.synonyms": str(workdir / "synonyms.json")})
-    cfg = VideoStageParams.model_validate(sec).row("kd_td")
+    cfg = VideoStageParams.model_validate(sec).grid_section("table3", "kd_td")
     stage = _stage(cfg)
     task = VideoTask()
     built = task.build(stage)
@@ -227,7 +243,7 @@ def test_train_and_score_a_row_end_to_end(embedded_root, workdir):
     from ovlab.video.model import VideoSegmenter
 
     sec = _section(embedded_root, workdir, **{"gkc.td.synonyms": str(workdir / "synonyms.json")})
-    stage = _stage(VideoStageParams.model_validate(sec).row("kd_td"))
+    stage = _stage(VideoStageParams.model_validate(sec).grid_section("table3", "kd_td"))
     check_init(stage)
     task = VideoTask()
     missing, skipped = init_from(task.build(stage).model, workdir / "image.pt")
@@ -251,7 +267,7 @@ def test_train_and_score_a_row_end_to_end(embedded_root, workdir):
 
 
 def test_row_command_reports_errors(repo_root, capsys):
-    from ovlab.experiments.video_rows import main
+    from ovlab.experiments.grid import main
 
-    assert main(["--row", "nope", "--params", str(repo_root / "params.yaml")]) == 1
-    assert "no row 'nope'" in capsys.readouterr().err
+    assert main(["video", "table3/nope", "--params", str(repo_root / "params.yaml")]) == 1
+    assert "no cell 'nope'" in capsys.readouterr().err

@@ -1,9 +1,11 @@
 """Masked crops δ(I, M): the CLIP input of the two-stage methods.
 
-SCAN / OVSeg (spec §4.3(5)): bbox of the mask (expand ratio 1.0), crop the 0–255 image, fill
+SCAN / OVSeg (δ of SCAN Eq. 4, §3.2; adapted from SCAN ``scan/modeling/clip_adapter/adapter.py``
+and ``utils.py`` ``crop_with_mask``): bbox of the mask (expand ratio 1.0), crop the 0–255 image, fill
 outside the mask with the CLIP mean × 255, normalise, bicubic resize to the model size ignoring
-aspect. GKC KD teacher (spec §3.2): fill grey (128, 128, 128), crop to the bbox, bicubic resize
-ignoring aspect, normalise. GKC synonym score code (spec §1.2): the raw bbox crop (no fill) with the
+aspect. GKC KD teacher (GKC §3.2; GKC ``detr_panoptic_caption_syn_kd_dataset_mapper.py``): fill grey
+(128, 128, 128), crop to the bbox, bicubic resize ignoring aspect, normalise. GKC synonym score
+code (GKC Eq. 1; GKC ``syn_CLIP_sim.py``): the raw bbox crop (no fill) with the
 model's standard preprocessing (short side resized, centre crop). Bicubic resizing and per-channel
 normalisation are both linear, so their order does not matter; no clamping is applied.
 """
@@ -28,7 +30,8 @@ def mask_bbox(mask: np.ndarray | torch.Tensor, *, exclusive_max_quirk: bool = Fa
     Args:
         mask: (H, W) bool.
         exclusive_max_quirk: reproduce GKC's mapper, which uses the max index as an exclusive end
-            and so loses the last row and column (spec §3.2); never smaller than 1 px.
+            and so loses the last row and column (GKC ``detr_panoptic_caption_syn_kd_dataset_mapper.py``);
+            never smaller than 1 px.
 
     Raises:
         ValueError: the mask is empty.

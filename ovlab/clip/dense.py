@@ -1,11 +1,11 @@
 """Dense visual features of CLIP and mask pooling.
 
-ResNet (open_clip ``ModifiedResNet``; GKC teacher, spec §3.2):
+ResNet (open_clip ``ModifiedResNet``; GKC teacher, GKC §3.2 and Tab. 6; GKC ``mask2former/kd_clip.py``):
   res2..res5 maps (strides 4/8/16/32), the attention-pool **global token** (``attn_g``: the
   mean-token query), the attention-pool output at **every spatial position** (``attn_l``: all HW+1
   tokens are queries of the same self-attention, then ``c_proj``) and a **masked attention-pool**
   over a region.
-ViT (open_clip ``VisionTransformer``; SCAN SIM/CS, spec §4.2):
+ViT (open_clip ``VisionTransformer``; SCAN SIM/CS, SCAN §3.1–3.2; SCAN ``scan/ovseg_model.py``):
   patch tokens and [CLS] at any list of block indices (1-based: index i = output of residual block
   i, before ``ln_post``; index 0 = the post-``ln_pre`` embedding), and the final projected
   embedding (``ln_post`` then ``proj``).
@@ -50,7 +50,8 @@ def mask_pool(tokens: torch.Tensor, masks: torch.Tensor, *, mode: str = "area") 
     the mask resized to the token grid by :func:`resize_masks`:
 
     - ``area``: w = fraction of the cell covered (soft);
-    - ``binary``: w = 1 where any pixel of the cell is covered (SCAN's ceil(avgpool) rule, spec §4.3);
+    - ``binary``: w = 1 where any pixel of the cell is covered (SCAN's ceil(avgpool) rule in
+      SCAN ``open_clip_training/src/open_clip/transformer.py``);
     - ``nearest``: w = nearest-neighbour resize of the binary mask.
 
     Args:
@@ -111,7 +112,8 @@ def _attend(pool, query: torch.Tensor, kv: torch.Tensor, key_padding_mask=None) 
 
 
 def attention_pool(pool, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Global and spatial tokens of CLIP's attention pool (GKC ``attn_g`` / ``attn_l``, spec §3.2).
+    """Global and spatial tokens of CLIP's attention pool (GKC ``attn_g`` / ``attn_l``;
+    GKC ``mask2former/kd_clip.py``).
 
     Tokens: t_0 = mean_xy x + p_0, t_xy = x_xy + p_xy. One multi-head self-attention over all
     1 + HW tokens, every token a query, then ``c_proj``. Output 0 is exactly
@@ -137,8 +139,8 @@ def masked_attention_pool(pool, x: torch.Tensor, masks: torch.Tensor) -> torch.T
     For each mask m (resized to the H×W grid; a cell belongs to the region when any of its pixels
     does): query q = mean over the region's cells of x + p_0; keys/values = {q} ∪ {x_xy + p_xy :
     xy in the region}; output = ``c_proj`` of the attention. With a full mask it equals the global
-    token of :func:`attention_pool`. [INFER] GKC's unused ``AttentionPool2dMasked`` is not shipped
-    in a readable form; this is the kit's definition (spec §3.2).
+    token of :func:`attention_pool`. GKC Tab. 6 names this pooling without a formula, and GKC's
+    unused ``AttentionPool2dMasked`` is not shipped in a readable form, so this definition is ours.
 
     Args:
         pool: open_clip ``AttentionPool2d``.
@@ -239,7 +241,7 @@ def vit_features(visual, images: torch.Tensor, blocks: Sequence[int] = ()) -> Vi
         visual: ``clip.model.visual`` (open_clip ``VisionTransformer`` without attentional pooler).
         images: (B, 3, H, W) CLIP-normalised at the model's image size.
         blocks: 1-based block indices (i = output of residual block i, as SCAN's
-            ``SELECT_ORI_CLIP_ID``, spec §4.2); 0 = the embedding after ``ln_pre``.
+            ``SELECT_ORI_CLIP_ID`` in SCAN ``scan/ovseg_model.py``); 0 = the embedding after ``ln_pre``.
 
     Raises:
         TypeError: not a VisionTransformer, or one with an attentional pooler.

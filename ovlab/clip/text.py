@@ -1,10 +1,11 @@
 """Text banks: class-name embeddings with prompt templates, multi-name classes and a disk cache.
 
-Template ensembling (SCAN / OVSeg / ViLD, spec §4.1): each template's embedding is L2-normalised,
-the T embeddings are averaged, the mean is renormalised. With no template (GKC training, spec §2.2)
-the name itself is encoded. Multi-name classes (ADE-847 comma lists, VIPSeg ``a_or_b``) get one
-embedding per name; a class logit is the **max over its names' logits**, before softmax (GKC
-model L778–781, spec §2.2).
+Template ensembling (SCAN / OVSeg / ViLD; the templates of SCAN ``text_template.py``): each
+template's embedding is L2-normalised, the T embeddings are averaged, the mean is renormalised.
+With no template (GKC training, ``TEXT_ENCODER.PROMPT='{}'``; the GKC paper mentions templates,
+its code uses none) the name itself is encoded. Multi-name classes (ADE-847 comma lists, VIPSeg
+``a_or_b``) get one embedding per name; a class logit is the **max over its names' logits**, before softmax (GKC
+``mask2former/maskformer_model_voca_dense_kd_syn.py`` L778–781).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def encode_names(clip: ClipModel, names: Sequence[str], templates: str | Sequenc
                  *, batch_size: int = 256) -> torch.Tensor:
     """Template-ensembled text embedding of each name.
 
-    e(n) = normalise( mean_t normalise( T(template_t.format(n)) ) ), spec §4.1.
+    e(n) = normalise( mean_t normalise( T(template_t.format(n)) ) ), as SCAN and OVSeg do.
 
     Returns:
         (N, D) float32, unit L2 norm, on CPU.
@@ -109,7 +110,10 @@ class TextBank:
         return scale * img @ self.embeddings.to(img.device).T
 
     def logits(self, image_embeddings: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-        """Class logits, max over each class's names (GKC, spec §2.2): (N, D) -> (N, K)."""
+        """Class logits, max over each class's names: (N, D) -> (N, K).
+
+        As GKC ``mask2former/maskformer_model_voca_dense_kd_syn.py`` L778–781.
+        """
         nl = self.name_logits(image_embeddings, scale)
         out = torch.full((nl.shape[0], len(self.classes)), float("-inf"), dtype=nl.dtype, device=nl.device)
         idx = self.class_index.to(nl.device).unsqueeze(0).expand_as(nl)

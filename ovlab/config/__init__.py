@@ -27,7 +27,6 @@ from ovlab.config.synonym_score import SynonymScoreParams
 from ovlab.config.sgiou import SgiouParams
 from ovlab.config.tgkd import TgkdParams
 from ovlab.config.scan import ScanStageParams
-from ovlab.config.grids import GkcGridsParams, deep_merge
 from ovlab.config.video import VideoStageParams
 
 __all__ = [
@@ -57,7 +56,6 @@ class Params(Section):
     synonym_score: SynonymScoreParams
     sgiou: SgiouParams
     tgkd: TgkdParams
-    gkc_grids: GkcGridsParams
     scan: ScanStageParams
     video: VideoStageParams
 
@@ -91,20 +89,6 @@ class Params(Section):
     def stage(self, name: str) -> "StageParams":
         """``base`` plus the section ``name``, bound to :attr:`root`: what a stage function takes."""
         return StageParams(name=name, base=self.base, cfg=self.section(name), root=self._root, source=self._source)
-
-    def cell(self, table: str, cell: str) -> "StageParams":
-        """The ``tgkd`` stage of one GKC grid cell (:class:`ovlab.config.grids.GkcGridsParams`).
-
-        Raises:
-            KeyError: unknown table or cell.
-            ParamsError: the cell's overrides do not make a valid ``tgkd`` section (names the key).
-        """
-        over = self.gkc_grids.cell_overrides(table, cell)
-        try:
-            cfg = TgkdParams.model_validate(deep_merge(self.tgkd.model_dump(mode="json"), over))
-        except ValidationError as exc:
-            raise ParamsError(format_validation_error(exc, self._source, f"gkc_grids.{table}.{cell}")) from None
-        return StageParams(name="tgkd", base=self.base, cfg=cfg, root=self._root, source=self._source)
 
 
 def _check_section_name(name: str, source: str) -> None:
@@ -245,15 +229,6 @@ def parse_params(data: Any, *, source: str = "<dict>", root: str | os.PathLike |
         raise ParamsError(format_validation_error(exc, source)) from None
     params._root = Path(root).resolve() if root is not None else Path.cwd()
     params._source = source
-    for table, cell in params.gkc_grids.cells():
-        params.cell(table, cell)  # every grid cell must be a valid tgkd section
-    for cell in params.gkc_grids.table8:
-        try:
-            params.gkc_grids.two_stage_cell(cell)
-        except KeyError as exc:
-            raise ParamsError(f"{source}: {exc.args[0]}") from None
-        except ValidationError as exc:
-            raise ParamsError(format_validation_error(exc, source, f"gkc_grids.table8.{cell}.two_stage")) from None
     return params
 
 

@@ -1,4 +1,4 @@
-"""GKC loss sections: text diversification, distillation, grounding, loss weights (GKC §3; spec §1.3, §2.3, §3).
+"""GKC loss sections: text diversification, distillation, grounding, loss weights (GKC §3.1–3.3, Eq. 1–4).
 
 The ``gkc`` sub-section of the ``tgkd`` stage (:class:`ovlab.config.tgkd.TgkdParams`), used by
 :mod:`ovlab.segmenter.objective`. Defaults are the paper's values; the GKC code's are given as
@@ -15,7 +15,8 @@ from ovlab.config.schema import Section
 
 
 class TextDiversificationParams(Section):
-    """GKC text diversification (paper §3.1, Tab. 7a; spec §1.3; :mod:`ovlab.gkc.diversify`).
+    """GKC text diversification (GKC §3.1, Tab. 7a; GKC ``detr_panoptic_caption_syn_kd_dataset_mapper.py``;
+    :mod:`ovlab.gkc.diversify`).
 
     Attributes:
         strategy: ``none`` | ``random`` | ``group_avg`` | ``group_max`` [none; paper best and code
@@ -40,7 +41,8 @@ class TextDiversificationParams(Section):
 
 
 class DistillParams(Section):
-    """GKC knowledge distillation (paper §3.2, Tab. 5–6; spec §3; :mod:`ovlab.gkc.distill`).
+    """GKC knowledge distillation (GKC Eq. 2–3, §3.2, Tab. 5–6; GKC ``mask2former/kd_clip.py``;
+    :mod:`ovlab.gkc.distill`).
 
     Attributes:
         mode: ``none`` | ``vanilla`` | ``vision_guided`` | ``text_guided`` [none; paper: text_guided].
@@ -76,7 +78,8 @@ class DistillParams(Section):
 
 
 class GroundingParams(Section):
-    """GKC grounding loss on caption nouns (paper §3.3; spec §2.3; :mod:`ovlab.gkc.grounding`).
+    """GKC grounding loss on caption nouns (L_G of GKC Eq. 4, §3.3; GKC ``mask2former/modeling/utils/loss.py``;
+    :mod:`ovlab.gkc.grounding`).
 
     Attributes:
         enabled: add ``loss_grounding`` [false; the paper's method: true].
@@ -94,7 +97,7 @@ class GroundingParams(Section):
 
 
 class LossWeightsParams(Section):
-    """Weights λ of the GKC terms of Eq. 4 (:mod:`ovlab.losses.total`).
+    """Weights λ of the GKC terms of Eq. 4 (:mod:`ovlab.config.presets`).
 
     ``preset`` gives every weight (paper: syn 2, grounding 2, kd 2, text_kd 2; code: 10, 10, 10, 10);
     a non-null field replaces the preset's value. The Mask2Former terms (mask, dice, plain CE) are

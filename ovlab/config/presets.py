@@ -7,10 +7,14 @@ imports these tables to decide behaviour.
 - :data:`LOSS_PRESETS`: the Mask2Former-loss settings of GKC's paper (Eq. 4, §4.2) and of its
   official code (GKC ``configs/*.yaml``: the code adds a 50 % region dropout).
 - :data:`WEIGHT_PRESETS`: the λ of GKC's calibration terms (paper Eq. 4 / §4.2, or the code's).
-- :data:`CS_RATIO_PRESETS`: SCAN's test-time Contextual-Shift ratio per CLIP and benchmark (SCAN
-  ``configs/*.yaml`` comments; the paper's §4.2 default is 0.3).
-- :data:`ENSEMBLE_PRESETS`: SCAN's mask threshold and CLIP-ensemble λ per CLIP and benchmark (SCAN
-  ``configs/*.yaml`` comments).
+- :data:`CS_RATIO_PRESETS`: SCAN's test-time Contextual-Shift ratio α (SCAN Eq. 5) per CLIP and
+  benchmark (comments of the official yongliu20/SCAN ``configs/scan_vitL.yaml`` and its ViT-B
+  config; the paper's ratio is 0.3, SCAN Tab. 7).
+- :data:`ENSEMBLE_PRESETS`: SCAN's mask threshold and CLIP-ensemble λ per CLIP and benchmark (the
+  same config comments; the paper does not give them).
+
+The SCAN tables are resolved by :meth:`ovlab.config.scan.ScanParams.inference_for` into an
+:class:`ovlab.config.scan.ScanInference`.
 """
 
 from __future__ import annotations
@@ -64,24 +68,25 @@ def loss_weights(preset: str = "paper", **overrides: float) -> dict[str, float]:
     return out
 
 
-# Test-time α per CLIP and benchmark (SCAN yaml comments, spec §4.3(4)); code default 0.15, paper 0.3.
+# Test-time α per CLIP and benchmark (yongliu20/SCAN ``configs/scan_vitL.yaml`` comments and the ViT-B
+# config's); the code's default is 0.15 (``ContextualShiftParams.ratio``), the paper's 0.3 (SCAN Tab. 7).
 CS_RATIO_PRESETS: dict[str, dict[str, float]] = {
     "vit-l": {"ade20k_847": 0.15, "ade20k_150": 0.05, "pascal_context_459": 0.05, "pascal_context_59": 0.05,
               "pascal_voc_20": 0.10},
     "vit-b": {"ade20k_847": 0.05, "ade20k_150": 0.05, "pascal_context_459": 0.05, "pascal_context_59": 0.05,
               "pascal_voc_20": 0.10},
 }
-DEFAULT_CS_RATIO = 0.15
 
 
 @dataclass(frozen=True)
 class EnsembleSetting:
-    """One benchmark's inference setting.
+    """One benchmark's ensemble setting (a row of :data:`ENSEMBLE_PRESETS`).
 
     Attributes:
         mask_threshold: σ(mask logit) > threshold binarises a mask for its CLIP crop (``MASK_THR``).
         clip_weight: λ, the CLIP exponent (``CLIP_ENSEMBLE_WEIGHT``).
-        renormalize: the A-847 / PC-459 renormalisation with void.
+        renormalize: the A-847 / PC-459 renormalisation with void (hard-coded by dataset name in
+            yongliu20/SCAN ``scan/ovseg_model.py``).
     """
 
     mask_threshold: float
@@ -89,7 +94,8 @@ class EnsembleSetting:
     renormalize: bool = False
 
 
-# [MASK_THR, λ] per CLIP and benchmark (SCAN yaml comments, spec §4.4); the yaml default is [0.4, 0.7].
+# [MASK_THR, λ] per CLIP and benchmark (yongliu20/SCAN ``configs/scan_vitL.yaml`` comments and the ViT-B
+# config's); the yaml default is [0.4, 0.7].
 ENSEMBLE_PRESETS: dict[str, dict[str, EnsembleSetting]] = {
     "vit-l": {
         "ade20k_847": EnsembleSetting(0.3, 0.75, True),

@@ -1,5 +1,11 @@
-"""SCAN parameters: SIM (spec §4.2), Contextual Shift (§4.3), score ensemble (§4.4), and the ``scan``
+"""SCAN parameters: SIM (SCAN §3.1, Eq. 1–3), Contextual Shift (SCAN §3.2, Eq. 4–5), the score
+ensemble (SCAN §3 / Fig. 2; official code yongliu20/SCAN ``scan/ovseg_model.py``), and the ``scan``
 stage section (:class:`ScanStageParams`: the SCAN segmenter's training, evaluation and ablation grids).
+
+Test time, config meets model through one value: :meth:`ScanParams.inference_for` resolves the
+per-benchmark presets (:mod:`ovlab.config.presets`) against the section's own fields into a frozen
+:class:`ScanInference` of plain numbers, which :class:`ovlab.scan.model.ScanSegmenter` takes
+(``set_inference``); the model never sees a section or a preset table.
 
 Defaults fit the embedded profile (``ovlab-tiny-vit``: 64 px, patch 8, 8×8 grid, width 64, 3 blocks,
 embed 64); the SCAN values are given in brackets as ``[ViT-L | ViT-B]`` or ``[paper / code]``.
@@ -7,13 +13,13 @@ embed 64); the SCAN values are given in brackets as ``[ViT-L | ViT-B]`` or ``[pa
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
 from ovlab.config.clip import ClipParams
-from ovlab.config.grids import deep_merge
-from ovlab.config.scan_grids import INFERENCE_KEYS, ScanGridsParams, drop_keys
+from ovlab.config.grid import GridParams, GridSection
 from ovlab.config.schema import Section
 from ovlab.config.segmenter import BackboneParams, LossParams, ModelParams
 from ovlab.config.train import AugmentParams, EvalParams, LoopParams, OptimParams, ScheduleParams, TrainDataParams
@@ -72,17 +78,19 @@ class SimParams(Section):
 
 
 class ContextualShiftParams(Section):
-    """Contextual Shift of the mask-classifying CLIP (SCAN Eq. 5; ``ovlab.scan.shifted_vit``).
+    """Contextual Shift of the mask-classifying CLIP (SCAN §3.2, Eq. 5; ``ovlab.scan.contextual_shift``).
 
     Attributes:
         enabled: apply CS at all (false = Tab. 7 "W/o Contextual Shift").
-        layers: 1-based blocks after which background tokens are replaced [1, 3, 5, 7, 9 | 1, 3, 5];
-            tiny (3 blocks): [1] (the shallow first ~40 % of the depth, as ViT-B's 5 of 12) [INFER].
-        ratio: α, share of background patches replaced [paper 0.3 / code 0.15]; used when ``preset``
-            is null or does not list the benchmark.
-        preset: ``vit-l`` / ``vit-b``: take α per benchmark from SCAN's yaml comments
-            (``ovlab.scan.contextual_shift.CS_RATIO_PRESETS``); null = ``ratio`` everywhere.
-        source: substitute token: ``cls`` (SCAN), ``noise``, ``original``, ``learnable``, ``none`` (Tab. 6).
+        layers: 1-based blocks after which background tokens are replaced [1, 3, 5, 7, 9 | 1, 3, 5]
+            (SCAN Tab. 7; code ``REPLACE_LAYER``); tiny (3 blocks): [1] (the shallow first ~40 % of
+            the depth, as ViT-B's 5 of 12) [INFER].
+        ratio: α, share of background patches replaced [paper 0.3 (SCAN Tab. 7, §4.5) / code 0.15];
+            used when ``preset`` is null or does not list the benchmark.
+        preset: ``vit-l`` / ``vit-b``: take α per benchmark from the comments of yongliu20/SCAN
+            ``configs/scan_vitL.yaml`` and its ViT-B config (``ovlab.config.presets.CS_RATIO_PRESETS``);
+            null = ``ratio`` everywhere.
+        source: substitute token: ``cls`` (SCAN), ``noise``, ``original``, ``learnable``, ``none`` (SCAN Tab. 6).
         seed: seed of the background-patch draws [SCAN: unseeded Python ``random``].
     """
 
@@ -94,7 +102,7 @@ class ContextualShiftParams(Section):
     seed: int = 0
 
     def ratio_for(self, dataset: str) -> float:
-        """α for a benchmark (canonical name); 0 when disabled."""
+        """α for a benchmark (canonical name; ``""`` = none); 0 when disabled."""
         if not self.enabled or self.source == "none":
             return 0.0
         if self.preset is None:
@@ -105,12 +113,14 @@ class ContextualShiftParams(Section):
 
 
 class EnsembleParams(Section):
-    """Geometric score ensemble and semantic inference (spec §4.4; ``ovlab.segmenter.ensemble``).
+    """Geometric score ensemble and semantic inference (SCAN §3 / Fig. 2; official code
+    yongliu20/SCAN ``scan/ovseg_model.py`` ``semantic_inference``; ``ovlab.segmenter.ensemble``).
 
     Attributes:
-        preset: ``vit-l`` / ``vit-b``: [MASK_THR, λ] and the renormalisation per benchmark from
-            SCAN's yaml comments (``ENSEMBLE_PRESETS``); benchmarks not listed use the fields below.
-            null = the fields below everywhere.
+        preset: ``vit-l`` / ``vit-b``: [MASK_THR, λ] and the renormalisation per benchmark from the
+            comments of yongliu20/SCAN ``configs/scan_vitL.yaml`` and its ViT-B config
+            (``ovlab.config.presets.ENSEMBLE_PRESETS``; the paper does not give them); benchmarks
+            not listed use the fields below. null = the fields below everywhere.
         clip_weight: λ, the CLIP exponent of p_in^(1−λ)·p_clip^λ [yaml default 0.7].
         mask_threshold: σ(mask) threshold of the CLIP crops [yaml default 0.4].
         renormalize: the A-847 / PC-459 renormalisation with void [false; true for those two].
@@ -122,7 +132,7 @@ class EnsembleParams(Section):
     renormalize: bool = False
 
     def setting(self, dataset: str):
-        """The :class:`ovlab.segmenter.ensemble.EnsembleSetting` for a benchmark (canonical name)."""
+        """The :class:`ovlab.config.presets.EnsembleSetting` for a benchmark (canonical name; ``""`` = none)."""
         from ovlab.config.presets import ENSEMBLE_PRESETS, EnsembleSetting
 
         own = EnsembleSetting(self.mask_threshold, self.clip_weight, self.renormalize)
@@ -131,19 +141,84 @@ class EnsembleParams(Section):
         return ENSEMBLE_PRESETS[self.preset].get(dataset, own)
 
 
+INFERENCE_MODES = ("both", "mask", "clip")
+"""Test-time proposal classification modes (SCAN Tab. 8): in-model and CLIP ensembled, in-model only, CLIP only."""
+
+
+@dataclass(frozen=True)
+class ScanInference:
+    """The test-time settings of the SCAN segmenter for one benchmark: plain numbers, no presets.
+
+    Made by :meth:`ScanParams.inference_for`; taken by :class:`ovlab.scan.model.ScanSegmenter`
+    (constructor and ``set_inference``) and recorded in ``metrics.json`` (``ovlab.scan.task.scan_summary``).
+
+    Attributes:
+        benchmark: canonical benchmark name the settings were resolved for (``None`` = none given).
+        mode: one of :data:`INFERENCE_MODES` (SCAN Tab. 8).
+        mask_threshold: σ(mask logit) > threshold binarises a proposal for its CLIP crop (code ``MASK_THR``).
+        clip_weight: λ of p_in^(1−λ)·p_clip^λ (code ``CLIP_ENSEMBLE_WEIGHT``).
+        renormalize: the A-847 / PC-459 renormalisation with void (official ``scan/ovseg_model.py``).
+        clip_logit_scale: τ of the crop logits τ·cos(crop, text).
+        cs_source: Contextual-Shift substitute (SCAN Tab. 6); ``none`` when CS is off.
+        cs_layers: 1-based CS blocks (SCAN Eq. 5 ``idx``); empty when CS is off.
+        cs_ratio: α (SCAN Eq. 5); 0 when CS is off.
+        cs_seed: seed of the background-patch draws (and of the ``learnable`` prompts).
+
+    ``cs_source``, ``cs_layers`` and ``cs_seed`` shape the mask-classifying CLIP when the model is
+    built; the other fields may change from one benchmark to the next.
+
+    Raises:
+        ValueError: unknown mode, or a number outside its range.
+    """
+
+    benchmark: str | None
+    mode: str
+    mask_threshold: float
+    clip_weight: float
+    renormalize: bool
+    clip_logit_scale: float
+    cs_source: str
+    cs_layers: tuple[int, ...]
+    cs_ratio: float
+    cs_seed: int
+
+    def __post_init__(self):
+        if self.mode not in INFERENCE_MODES:
+            raise ValueError(f"scan inference must be one of {INFERENCE_MODES}, got {self.mode!r}")
+        for name in ("mask_threshold", "clip_weight", "cs_ratio"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ValueError(f"scan inference {name} must be in [0, 1], got {getattr(self, name)}")
+        if not float(self.clip_logit_scale) > 0.0:
+            raise ValueError(f"scan inference clip_logit_scale must be > 0, got {self.clip_logit_scale}")
+        object.__setattr__(self, "cs_layers", tuple(int(i) for i in self.cs_layers))
+
+
+def canonical_benchmark(name: str | None) -> str | None:
+    """The canonical name of a benchmark name or alias (``a-847`` → ``ade20k_847``); unknown names
+    and ``None`` pass through unchanged."""
+    if name is None:
+        return None
+    from ovlab.data.benchmarks import get_benchmark
+
+    try:
+        return get_benchmark(name).name
+    except KeyError:
+        return name
+
+
 class ScanParams(Section):
-    """The SCAN method: its three blocks and the test-time classification (spec §4).
+    """The SCAN method: its three blocks and the test-time classification (SCAN §3).
 
     Attributes:
         sim: :class:`SimParams` (train and test).
         contextual_shift: :class:`ContextualShiftParams` (test time: the mask-classifying CLIP).
         ensemble: :class:`EnsembleParams` (test time).
-        inference: which scores classify the proposals at test time (SCAN Tab. 8): ``mask`` (the
+        inference: which scores classify the proposals at test time (SCAN Tab. 8, §4.5): ``mask`` (the
             in-model, SIM-calibrated proposal embeddings only), ``clip`` (the mask-classifying CLIP
             on the masked crops only; empty masks dropped) or ``both`` (the geometric ensemble) [both].
         clip_logit_scale: τ of the CLIP crop logits τ·cos(crop, text) [100, SCAN/OVSeg].
         mask_clip: weights of the mask-classifying CLIP (SCAN: the CS-fine-tuned CLIP merged by
-            ``tools/replace_clip.py``): a checkpoint of the stage's ``clip.model`` that
+            yongliu20/SCAN ``tools/replace_clip.py``): a checkpoint of the stage's ``clip.model`` that
             ``ovlab.clip.load_clip`` reads, relative to the params file; null = the stage's CLIP
             itself (which also gives SIM and the [CLS] substitutes: SCAN's ``original_clip``).
     """
@@ -155,12 +230,35 @@ class ScanParams(Section):
     clip_logit_scale: float = Field(100.0, gt=0.0)
     mask_clip: str | None = None
 
+    def inference_for(self, dataset: str | None) -> ScanInference:
+        """The test-time settings for a benchmark: presets resolved against the fields.
 
-class ScanStageParams(Section):
-    """``scan`` section: training and evaluation of the SCAN segmenter (notebook 03; SCAN §3–4, spec §4, §9).
+        Args:
+            dataset: benchmark name or alias (canonicalised; a name no preset lists gets the
+                section's own values), or ``None`` (the section's own values).
+
+        Returns:
+            a :class:`ScanInference`: mask threshold, λ and renormalisation of
+            :meth:`EnsembleParams.setting`, α of :meth:`ContextualShiftParams.ratio_for`, and the CS
+            source / layers (``none`` / empty when CS is disabled).
+        """
+        name = canonical_benchmark(dataset)
+        key = name or ""
+        cs = self.contextual_shift
+        on = cs.enabled and cs.source != "none"
+        ens = self.ensemble.setting(key)
+        return ScanInference(benchmark=name, mode=self.inference, mask_threshold=float(ens.mask_threshold),
+                             clip_weight=float(ens.clip_weight), renormalize=bool(ens.renormalize),
+                             clip_logit_scale=float(self.clip_logit_scale),
+                             cs_source=cs.source if on else "none", cs_layers=tuple(cs.layers) if on else (),
+                             cs_ratio=float(cs.ratio_for(key)), cs_seed=int(cs.seed))
+
+
+class ScanStageParams(GridSection):
+    """``scan`` section: training and evaluation of the SCAN segmenter (notebook 03; SCAN §3–4).
 
     Shaped like :class:`ovlab.config.tgkd.TgkdParams`, plus the method (:class:`ScanParams`) and the
-    ablation grids (:class:`ovlab.config.scan_grids.ScanGridsParams`). Paper values in brackets.
+    ablation grids (:class:`ovlab.config.grid.GridParams`). Paper values in brackets.
 
     Attributes:
         clip: the frozen CLIP ViT: text classifier, SIM's spatial tokens and final embedding, the
@@ -170,11 +268,18 @@ class ScanStageParams(Section):
             tiny]; τ fixed at 100 [``logit_scale_init: 100``, ``learn_logit_scale: false``];
             templates [vild, 14 ViLD prompts].
         loss, data, augment, optim, schedule, train, eval: as for ``tgkd`` [SCAN: poly schedule,
-            AdamW 6e-5, weight decay 0.01, 120k iterations, batch 32; spec §9].
+            AdamW 6e-5, weight decay 0.01, 120k iterations, batch 32: SCAN §4.2 and yongliu20/SCAN
+            ``configs/scan_vitL.yaml``].
         output: folder of ``ovlab train --section scan`` (``model.pt``, ``metrics.json``, ...).
         scan: the method, :class:`ScanParams`.
         grids: the ablation grids; every cell is validated as a complete section.
     """
+
+    SECTION: ClassVar[str] = "scan"
+    #: Keys that change only the evaluation of a trained model: CS is a test-time change of the
+    #: mask-classifying CLIP (SCAN §3.2), the ensemble and the inference mode act on its outputs.
+    TEST_TIME_KEYS: ClassVar[tuple[str, ...]] = ("scan.contextual_shift", "scan.ensemble", "scan.inference",
+                                                 "scan.clip_logit_scale", "scan.mask_clip", "eval", "output", "grids")
 
     clip: ClipParams = ClipParams(model="ovlab-tiny-vit")
     model: ModelParams = ModelParams(backbone=BackboneParams(kind="tiny"), hidden_dim=32, mask_dim=32, num_queries=8,
@@ -190,56 +295,4 @@ class ScanStageParams(Section):
     output: str = "results/scan/model"
     scan: ScanParams = ScanParams(sim=SimParams(cross_attention_layers=2, encoder_layers=2),
                                   contextual_shift=ContextualShiftParams(ratio=0.3))
-    grids: ScanGridsParams = ScanGridsParams()
-
-    @model_validator(mode="after")
-    def _check_cells(self):
-        for name in self.grids.models:
-            self.grid_cell("models", name)
-        for table, cell in self.grids.cells():
-            self.grid_cell(table, cell)
-        return self
-
-    def with_overrides(self, overrides: dict, where: str = "overrides") -> "ScanStageParams":
-        """This section with nested ``overrides`` deep-merged in and ``grids`` emptied (a cell's section).
-
-        Raises:
-            ValueError: the result does not validate; each line names ``where`` and the key.
-        """
-        if "grids" in overrides:
-            raise ValueError(f"{where}: grids: a cell cannot change the grids")
-        doc = deep_merge({**self.model_dump(mode="json"), "grids": {}}, overrides)
-        try:
-            return type(self).model_validate(doc)
-        except ValidationError as exc:
-            from ovlab.config import format_validation_error
-
-            raise ValueError(format_validation_error(exc, where)) from None
-
-    def grid_cell(self, table: str, cell: str) -> "ScanStageParams":
-        """The section of one grid cell (``table="models"``: a shared model), output set to its folder.
-
-        Raises:
-            KeyError: unknown table or cell. ValueError: the cell does not validate (names the key).
-        """
-        over = self.grids.overrides(table, cell)
-        folder = f"{self.grids.output}/models/{cell}" if table == "models" else f"{self.grids.output}/{table}/{cell}"
-        cfg = self.with_overrides(over, f"scan.grids.{table}.{cell}")
-        updates = {"output": folder}
-        if self.grids.eval_max_images is not None:
-            updates["eval"] = cfg.eval.model_copy(update={"max_images": self.grids.eval_max_images})
-        return cfg.model_copy(update=updates)
-
-    def training_view(self) -> dict:
-        """The section without the test-time keys (:data:`ovlab.config.scan_grids.INFERENCE_KEYS`):
-        two sections with equal views train the same model."""
-        return drop_keys(self.model_dump(mode="json"), INFERENCE_KEYS)
-
-    def shared_model(self, cfg: "ScanStageParams") -> str | None:
-        """The name of the shared grid model that ``cfg`` (a cell's section) evaluates, or ``None``
-        when ``cfg`` changes training (the cell trains its own model)."""
-        view = cfg.training_view()
-        for name in self.grids.models:
-            if self.grid_cell("models", name).training_view() == view:
-                return name
-        return None
+    grids: GridParams = GridParams(output="results/scan")

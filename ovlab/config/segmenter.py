@@ -1,4 +1,4 @@
-"""Segmenter model and loss parameters (GKC §3, spec §2.1–2.3). Defaults = the embedded profile."""
+"""Segmenter model and loss parameters (GKC §3, Fig. 2, Eq. 4). Defaults = the embedded profile."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ class BackboneParams(Section):
 
 
 class ModelParams(Section):
-    """Mask2Former-style segment-then-classify model (spec §2.1; paper values in brackets).
+    """Mask2Former-style segment-then-classify model (GKC §3, Fig. 2; paper values in brackets).
+
+    Adapted from GKC ``mask2former/maskformer_model_voca_dense_kd_syn.py`` and ``mask2former/clip_models.py``.
 
     Attributes:
         backbone: see :class:`BackboneParams`.
@@ -76,9 +78,10 @@ class ModelParams(Section):
 
 
 class LossParams(Section):
-    """Matcher and mask/class losses (Mask2Former; spec §2.3). Paper values by default.
+    """Matcher and mask/class losses (Mask2Former; L_M and L_CE of GKC Eq. 4; GKC ``modeling/matcher.py``).
+    Paper values by default.
 
-    The GKC code's values (``ovlab.segmenter.criterion.LOSS_PRESETS['code']``) differ only in
+    The GKC code's values (``ovlab.config.presets.LOSS_PRESETS['code']``) differ only in
     ``region_dropout`` = 0.5 here; its synonym/grounding/KD weights belong to the GKC losses.
 
     Attributes:

@@ -1,4 +1,7 @@
-"""``synonym_score`` section: GKC synonym score (paper Eq. 1; spec §1.2) of every training segment."""
+"""``synonym_score`` section: GKC synonym score (GKC Eq. 1, §3.1) of every training segment.
+
+The official pass is GKC ``syn_CLIP_sim.py``.
+"""
 
 from __future__ import annotations
 

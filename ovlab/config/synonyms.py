@@ -1,4 +1,7 @@
-"""``synonyms`` section: WordNet synonym curation (GKC §3.1; spec §1.1)."""
+"""``synonyms`` section: WordNet synonym curation (GKC §3.1).
+
+The official steps survive only in GKC ``ipython_commanc.py``.
+"""
 
 from __future__ import annotations
 

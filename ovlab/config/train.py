@@ -1,5 +1,6 @@
 """Training-engine parameters: data, augmentation, optimiser, schedule, loop, evaluation (GKC §4.2,
-spec §2.4 and §9). Defaults = the embedded profile; the paper's values are in brackets."""
+SCAN §4.2; GKC ``Base-COCO-PanopticSegmentation.yaml``, SCAN ``configs/scan_vitL.yaml``). Defaults = the
+embedded profile; the paper's values are in brackets."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ovlab.config.schema import Section
 
 
 class TrainDataParams(Section):
-    """Training images (COCO panoptic layout; spec §8).
+    """Training images (COCO panoptic layout; GKC §4.1).
 
     Attributes:
         root: dataset folder (``data/embedded/coco``; real: ``$DETECTRON2_DATASETS/coco``).
@@ -35,7 +36,8 @@ class TrainDataParams(Section):
 
 
 class AugmentParams(Section):
-    """GKC's mapper (spec §2.4): flip, ``ResizeScale`` then ``FixedSizeCrop``.
+    """GKC's mapper (GKC §4.2; GKC ``detr_panoptic_caption_syn_kd_dataset_mapper.py``): flip, ``ResizeScale``
+    then ``FixedSizeCrop``.
 
     Attributes:
         flip: horizontal flip with p = 0.5 [true].
@@ -60,7 +62,7 @@ class AugmentParams(Section):
 
 
 class OptimParams(Section):
-    """AdamW (spec §9).
+    """AdamW (GKC §4.2, SCAN §4.2; GKC ``Base-COCO-PanopticSegmentation.yaml``, SCAN ``configs/scan_vitL.yaml``).
 
     Attributes:
         lr: base learning rate [3e-4].

@@ -2,7 +2,8 @@
 
 Class-agnostic proposals (the trained segmenter's masks, or the ground truth as an oracle) → masked
 crops → CLIP image encoder → cosine with the vocabulary's text embeddings, optionally ensembled
-with the segmenter's own class scores (:mod:`ovlab.gkc.two_stage`, spec §4.4).
+with the segmenter's own class scores (:mod:`ovlab.gkc.two_stage`; adapted from SCAN
+``scan/ovseg_model.py`` L321–353).
 
 Proposed for ``params.yaml`` (not wired into :class:`ovlab.config.Params` here). Defaults are
 Simbaseline's (zsseg.baseline ``MODEL.CLIP_ADAPTER``: mean fill, expand ratio 1.0, mask threshold
@@ -24,6 +25,8 @@ class TwoStageParams(Section):
     """Two-stage inference: proposals → masked crops → CLIP classification (GKC Tab. 2, 8).
 
     Attributes:
+        enabled: score the model through the two-stage pipeline instead of its own single-stage
+            inference (GKC Tab. 8 cells switch it on).
         proposals: ``model`` = the segmenter's final-prediction Q mask logits; ``oracle`` = one binary
             mask per ground-truth class present in the image (CLIP classification only).
         top_k: keep the k queries with the highest 1 − p_void (in-model void probability); ``null`` = all Q.
@@ -38,13 +41,14 @@ class TwoStageParams(Section):
         templates: prompt templates of the CLIP classifier's text embeddings (``none`` | ``photo`` |
             ``vild``; Simbaseline ``vild``).
         ensemble: ``none`` = CLIP scores only (masks without a crop are dropped) | ``geometric`` =
-            p_in^(1−λ) · p_clip^λ (Simbaseline / OVSeg, spec §4.4); ``oracle`` needs ``none``.
+            p_in^(1−λ) · p_clip^λ (Simbaseline / OVSeg; SCAN ``scan/ovseg_model.py``); ``oracle`` needs ``none``.
         clip_weight: λ of the geometric ensemble, in [0, 1] (Simbaseline ``CLIP_ENSEMBLE_WEIGHT`` 0.8).
         batch_size: crops per CLIP image-encoder forward.
         clip: the CLIP that classifies the crops; ``null`` = the segmenter's CLIP (same backbone,
             GKC Tab. 2). Simbaseline: ViT-B-16 / openai.
     """
 
+    enabled: bool = False
     proposals: Literal["model", "oracle"] = "model"
     top_k: int | None = Field(None, ge=1)
     mask_threshold: float = Field(0.5, ge=0.0, lt=1.0)

@@ -2,20 +2,21 @@
 
 The video model (:mod:`ovlab.video.model`) is fine-tuned from an image checkpoint (``train.init``)
 on the seen classes of VIPSeg and scored on seen / unseen / harmonic mIoU
-(:mod:`ovlab.metrics.video`). The three rows of GKC Table 3 are named cells of dotted overrides
-(``rows``), each trained and scored by ``python -m ovlab.experiments.video_rows --row <name>`` (DVC matrix
-stage ``video_table3``). Defaults = the embedded profile (``data/embedded/vipseg``: 4 train + 2 val
+(:mod:`ovlab.metrics.video`). The three rows of GKC Table 3 are grid cells (``grids.table3``,
+:mod:`ovlab.config.grid`), each trained and scored by ``ovlab grid video table3/<row>`` (DVC matrix
+stage ``video_table3``). The model and CLIP are the init checkpoint's unless given. Defaults = the embedded profile (``data/embedded/vipseg``: 4 train + 2 val
 videos of 8 frames at 128×160); paper values in brackets.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
 from ovlab.config.clip import ClipParams
 from ovlab.config.gkc import GkcLossParams, GroundingParams, TextDiversificationParams
+from ovlab.config.grid import GridParams, GridSection
 from ovlab.config.schema import Section
 from ovlab.config.segmenter import LossParams, ModelParams
 from ovlab.config.train import AugmentParams, LoopParams, OptimParams, ScheduleParams
@@ -134,12 +135,14 @@ def _copy(x):
     return {k: _copy(v) for k, v in x.items()} if isinstance(x, dict) else x
 
 
-class VideoStageParams(Section):
+class VideoStageParams(GridSection):
     """The ``video`` stage: fine-tune the video model on VIPSeg's seen classes and score it (GKC §4.4).
 
     Attributes:
-        clip: the frozen CLIP (text classifier; KD teacher) — the init checkpoint's [RN50, openai].
-        model: the segmenter (:mod:`ovlab.config.segmenter`); must equal the init checkpoint's.
+        clip: the frozen CLIP (text classifier; KD teacher); ``null`` = the init checkpoint's
+            (:meth:`ovlab.video.task.VideoTask.resolve`).
+        model: the segmenter (:mod:`ovlab.config.segmenter`); ``null`` = the init checkpoint's; when
+            given it must equal it.
         loss: Mask2Former terms; matching and point sampling run over the space-time tube.
         gkc: TD / KD (:mod:`ovlab.config.gkc`), applied per frame instance (spec §6.4). Video
             specifics: ``td.synonyms: wordnet`` builds each VIPSeg class's names from WordNet
@@ -153,14 +156,16 @@ class VideoStageParams(Section):
         optim, schedule, train: the fine-tune [batch 16, 3k iterations, lr 1e-4, step at 2k];
             ``train.init`` = the image ``model.pt`` to start from (GKC: the COCO model).
         eval: :class:`VideoEvalParams`.
-        rows: GKC Table 3 as named cells: ``{row: {"dotted.key": value}}`` applied over this
-            section (validated at load: an unknown key or a bad value is a ParamsError naming it).
-        output: the stage's folder; row ``r`` writes ``<output>/<r>/`` (``model.pt``,
-            ``metrics.json``, ``per_class.csv``, ``dvclive/``).
+        output: folder of ``ovlab train --section video``.
+        grids: GKC Table 3 as the cells of ``grids.table3`` (dotted overrides of this section);
+            row ``r`` writes ``<grids.output>/table3/<r>/`` (``model.pt``, ``metrics.json``,
+            ``per_class.csv``, ``dvclive/``, ``params.yaml``).
     """
 
-    clip: ClipParams = ClipParams(model="ovlab-tiny-rn")
-    model: ModelParams = ModelParams()
+    SECTION: ClassVar[str] = "video"
+
+    clip: ClipParams | None = None
+    model: ModelParams | None = None
     loss: LossParams = LossParams(num_points=512)
     gkc: GkcLossParams = GkcLossParams(td=TextDiversificationParams(strategy="none", synonyms="wordnet"),
                                        grounding=GroundingParams(enabled=False))
@@ -172,35 +177,11 @@ class VideoStageParams(Section):
     train: LoopParams = LoopParams(iterations=30, batch_size=2, checkpoint_every=30,
                                    init="results/tgkd/baseline/model.pt")
     eval: VideoEvalParams = VideoEvalParams()
-    rows: dict[str, dict[str, Any]] = Field(default_factory=lambda: _copy(TABLE3_ROWS))
-    output: str = "results/video"
+    output: str = "results/video/model"
+    grids: GridParams = GridParams(output="results/video", tables={"table3": TABLE3_ROWS})
 
     @model_validator(mode="after")
     def _check(self):
         if self.gkc.grounding.enabled:
             raise ValueError("gkc.grounding.enabled must be false: VIPSeg has no captions")
-        for name in self.rows:
-            self.row(name)
         return self
-
-    def row(self, name: str) -> "VideoStageParams":
-        """The section of Table 3 row ``name``: its overrides applied, ``rows`` emptied, ``output``
-        set to ``<output>/<name>``.
-
-        Raises:
-            KeyError: unknown row (lists the rows).
-            ValueError: an override names an unknown key or gives a bad value (``rows.<name>.<key>``).
-        """
-        if name not in self.rows:
-            raise KeyError(f"video.rows has no row {name!r}; rows: {', '.join(self.rows) or '(none)'}")
-        doc = self.model_dump(mode="json")
-        doc.update(rows={}, output=f"{self.output}/{name}")
-        try:
-            doc = apply_dotted(doc, self.rows[name], where=f"rows.{name}: ")
-        except KeyError as exc:
-            raise ValueError(exc.args[0]) from None
-        try:
-            return VideoStageParams.model_validate(doc)
-        except ValidationError as exc:
-            e = exc.errors()[0]
-            raise ValueError(f"rows.{name}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}") from None

@@ -1,4 +1,4 @@
-"""Class-name normalisation as GKC does it (spec §1.1 step 2)."""
+"""Class-name normalisation as GKC does it for synonym curation (GKC §3.1)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def normalize_class_name(raw: str) -> str:
     with a space, strip. Examples: ``"wall-other-merged" -> "wall"``,
     ``"door-stuff" -> "door stuff"``, ``"wall-brick" -> "wall brick"``, ``"tv" -> "tv"``.
 
-    Source: GKC ``mask2former/modeling/utils/misc.py`` (spec §1.1).
+    Adapted from GKC ``mask2former/modeling/utils/misc.py`` (``process_coco_cat``).
 
     Raises:
         ValueError: the result is empty.

@@ -1,4 +1,4 @@
-"""Videos as ordered frames, and clips of T frames cut from them (spec §6.4; GKC §3.4).
+"""Videos as ordered frames, and clips of T frames cut from them (GKC §3.4).
 
 Dataset-agnostic: VIPSeg (:mod:`ovlab.data.vipseg`) and flat frame folders such as the CamVid
 sample (``<sequence>_<number>.png``, :func:`videos_from_flat_folder`) both become
@@ -22,8 +22,8 @@ Clip vocabulary (all positions index the video's frame list, 0-based):
 ``valid`` marks each clip frame that an evaluation should count: with any tail but ``"drop"``
 every subsampled frame is valid in exactly one clip, so per-frame metrics count each frame once.
 
-VMF-style random training clips (Video Mask2Former ``SAMPLING_FRAME_NUM``/``SAMPLING_FRAME_RANGE``,
-spec §6.4 [INFER]) come from :func:`sample_clip`.
+VMF-style random training clips (Video Mask2Former ``SAMPLING_FRAME_NUM``/``SAMPLING_FRAME_RANGE``;
+GKC gives no clip length or stride, so this is our choice) come from :func:`sample_clip`.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def clip_windows(num_frames: int, clip_length: int, stride: int = 1, step: int |
 
 
 def sample_clip(num_frames: int, clip_length: int, sampling_range: int, rng: np.random.Generator) -> ClipWindow:
-    """One random training clip, as Video Mask2Former's dataset mapper draws it (spec §6.4 [INFER]).
+    """One random training clip, as Video Mask2Former's dataset mapper draws it (our choice: GKC does not say).
 
     A reference position r is drawn uniformly from 0..n−1; the other T − 1 positions are drawn
     uniformly *with replacement* (as VMF's ``np.random.choice``) from

@@ -27,7 +27,7 @@ encoding, with instances numbered from 1 (VIPSeg's README numbers them from 0; b
 (from the raw value itself in the embedded data); the JSON's ``category_id`` is the 0-based id.
 Reading that source needs no PNG decoding to index segments, so it is the fast path on real data.
 
-GKC's novel split (spec §6.1; GKC ``register_vipseg.py`` L182): :data:`NOVEL_IDS`.
+GKC's novel split (GKC §3.4; GKC ``mask2former/data/datasets/register_vipseg.py`` L182): :data:`NOVEL_IDS`.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ VIDEO_SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 #: GKC's 12 novel (unseen) VIPSeg category ids, ascending: pillar 11, ice 32, grandstand 34,
 #: tyre 57, box 76, basket 78, trash_can 80, bathtub 94, fan 102, blackboard 112, printer 116,
-#: instrument 122 (spec §6.1). Read from the ``novel`` flags of the ``vipseg_124`` catalog.
+#: instrument 122 (GKC §3.4). Read from the ``novel`` flags of the ``vipseg_124`` catalog.
 NOVEL_IDS: tuple[int, ...] = tuple(sorted(c.id for c in load_categories("vipseg_124").unseen()))
 
 LAYOUT = """\

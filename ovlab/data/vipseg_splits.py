@@ -1,4 +1,5 @@
-"""GKC's open-vocabulary VIPSeg splits (spec §6.2) and clips of their frames (spec §6.4).
+"""GKC's open-vocabulary VIPSeg splits (GKC §3.4; adapted from GKC
+``datasets/prepare_vspw_novel_json.py``) and clips of their frames (as Video Mask2Former cuts them).
 
 Each split keeps, per frame, the segments whose category is in its vocabulary K and works per
 video, as GKC's ``prepare_vspw_novel_json.py`` does on the panoptic JSON:
@@ -187,7 +188,9 @@ def build_split(name: str, videos: Sequence[VipsegVideo], *, categories: Categor
 
 def load_split(root: str | Path, name: str, *, source: Source = "panomasks", categories: CategoryList | str = "vipseg_124",
                novel_ids: Sequence[int] | None = None, ignore_label: int = 255, progress: bool = True) -> VipsegSplit:
-    """Read the needed VIPSeg video split under ``root`` and build split ``name`` (spec §6.2).
+    """Read the needed VIPSeg video split under ``root`` and build split ``name``.
+
+    As GKC ``datasets/prepare_vspw_novel_json.py`` builds it.
 
     Raises:
         DatasetNotFoundError, CorruptFileError: see :func:`ovlab.data.vipseg.read_vipseg`.
@@ -200,33 +203,33 @@ def load_split(root: str | Path, name: str, *, source: Source = "panomasks", cat
 
 
 def train_base_ignore(root: str | Path, **kw) -> VipsegSplit:
-    """Train videos, base vocabulary, novel pixels ignored (spec §6.2). ``kw``: see :func:`load_split`."""
+    """Train videos, base vocabulary, novel pixels ignored (GKC ``train_base_ignore``). ``kw``: see :func:`load_split`."""
     return load_split(root, "train_base_ignore", **kw)
 
 
 def train_base_delete(root: str | Path, **kw) -> VipsegSplit:
-    """Train videos without any novel segment, base vocabulary (spec §6.2)."""
+    """Train videos without any novel segment, base vocabulary (GKC ``train_base_delete``)."""
     return load_split(root, "train_base_delete", **kw)
 
 
 def val_base(root: str | Path, **kw) -> VipsegSplit:
-    """Val videos, 112-class base vocabulary, novel pixels ignored (spec §6.2)."""
+    """Val videos, 112-class base vocabulary, novel pixels ignored (GKC ``val_base``)."""
     return load_split(root, "val_base", **kw)
 
 
 def val_novel(root: str | Path, **kw) -> VipsegSplit:
-    """Val frames with novel segments, 12-class novel vocabulary, base pixels ignored (spec §6.2)."""
+    """Val frames with novel segments, 12-class novel vocabulary, base pixels ignored (GKC ``val_novel``)."""
     return load_split(root, "val_novel", **kw)
 
 
 def val(root: str | Path, **kw) -> VipsegSplit:
-    """All val videos and frames, 124-class vocabulary (spec §6.2; the generalized protocol's GT)."""
+    """All val videos and frames, 124-class vocabulary (GKC ``val``; the generalized protocol's GT)."""
     return load_split(root, "val", **kw)
 
 
 @dataclass(frozen=True)
 class ClipSample:
-    """One clip of a split, ready for a video model (Video Mask2Former targets, spec §6.4).
+    """One clip of a split, ready for a video model (Video Mask2Former targets; GKC §3.4).
 
     Attributes:
         video: video name.

@@ -17,7 +17,7 @@ def under_torchrun() -> bool:
 def relaunch_with_torchrun(nproc: int, argv: list[str], module: str = "ovlab") -> None:
     """Replace this process by ``torchrun --nproc_per_node nproc -m <module> <argv>`` (never returns).
 
-    Called by ``ovlab train`` (and the video rows, ``module="ovlab.experiments.video_rows"``) when
+    Called by ``ovlab train`` (and ``ovlab grid``, ``module="ovlab.experiments.grid"``) when
     ``train.gpus`` > 1 and it is not yet under torchrun, so the DVC stage command stays
     ``python -m ovlab train --section S``.
     """

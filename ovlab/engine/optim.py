@@ -1,4 +1,4 @@
-"""AdamW with parameter groups and the detectron2-style schedules (spec §9)."""
+"""AdamW with parameter groups and the detectron2-style schedules (GKC §4.2, SCAN §4.2)."""
 
 from __future__ import annotations
 

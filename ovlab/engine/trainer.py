@@ -1,4 +1,4 @@
-"""The training loop (GKC §4.2, spec §2.4 and §9): AdamW, step/poly schedule, gradient clipping,
+"""The training loop (GKC §4.2, SCAN §4.2): AdamW, step/poly schedule, gradient clipping,
 AMP on GPU, deep-supervised Mask2Former losses, checkpoints and exact resume, DVCLive, DDP.
 
 Reproducibility: torch is re-seeded at every iteration from (seed, iteration, rank) — the matcher's
@@ -77,6 +77,7 @@ def train(stage, *, task, progress: bool = True, evaluate: bool = True,
         DatasetNotFoundError / WeightsNotFoundError: data or CLIP weights absent.
         NonFiniteLoss: NaN/inf loss.
     """
+    stage = task.resolve(stage)
     cfg, base = stage.cfg, stage.base
     rank, world, device = distributed.setup(base.device)
     seed_everything(base.seed, deterministic=base.deterministic)

@@ -17,7 +17,7 @@ COMMAND_MODULES: list[str] = [
     "ovlab.metrics.evaluate",
     "ovlab.metrics.vocab_similarity",
     "ovlab.experiments.train_cli",
-    "ovlab.experiments.scan_grid",
+    "ovlab.experiments.grid",
     "ovlab.experiments.bench",
 ]
 

@@ -1,114 +1,241 @@
-"""Run one GKC ablation-grid cell (GKC Tables 4–7; :mod:`ovlab.config.grids`).
+"""The one grid runner: every paper table's cells (GKC Tables 3–8, SCAN Tables 3–8) and shared models.
 
-A cell trains the ``tgkd`` section with the cell's overrides (:meth:`ovlab.config.Params.cell`),
-then scores the model on every ``gkc_grids.eval_datasets`` benchmark. It writes, under
-``<gkc_grids.output>/<table>/<cell>/``: ``model.pt``, ``metrics.json`` (``evals``: one summary per
-benchmark; ``eval``: the first; ``cell``: table, cell and the overrides) and ``per_class.csv`` (first
-benchmark), and DVCLive's ``dvclive/``.
+``python -m ovlab grid <section> <table>/<cell>`` (or ``python -m ovlab.experiments.grid``, as the DVC
+stages call it) scores one cell of ``<section>.grids`` (:mod:`ovlab.config.grid`):
+
+- a cell that evaluates a shared model (``grids.models``) or another cell's model loads those weights
+  and scores them with the cell's test-time settings;
+- any other cell trains its own model in ``<grids.output>/<table>/<cell>/`` (``model.pt``,
+  ``dvclive/``) with the section's task, then scores it;
+
+``--model <name>`` trains a shared model into ``<grids.output>/models/<name>/``; ``--table`` runs every
+cell of a table in one process; ``--list`` prints which weights each cell scores.
+
+A cell writes ``metrics.json`` (``cell``: table, cell, overrides; ``model``: which weights and how
+they were trained; ``evals``: one summary per ``grids.eval_datasets`` benchmark; ``eval``: the
+first — plus the training record when the cell trained), ``per_class.csv`` (first benchmark) and
+``params.yaml``: the cell's fully resolved section and ``base``.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from pathlib import Path
+
 import torch
 
 from ovlab.atomic import write_json, write_text
+from ovlab.caveats import EMBEDDED_CAVEAT
+from ovlab.config import ParamsError, StageParams, load_params
+from ovlab.config.resolved import write_resolved
+from ovlab.engine.checkpoint import load as load_checkpoint
+from ovlab.engine.trainer import TrainResult, _num, train
+from ovlab.experiments.registry import task_for
 from ovlab.metrics.evaluate import table_csv
 
-from ovlab.experiments.registry import task_for
-from ovlab.engine.trainer import TrainResult, _num
-from ovlab.experiments.registry import train_stage
+GRID_SECTIONS = ("tgkd", "scan", "video")
 
 
-def run_cell(params, table: str, cell: str, *, evaluate: bool = True, progress: bool = True) -> TrainResult:
-    """Train and score one cell.
+class ModelNotTrainedError(FileNotFoundError):
+    """A cell needs a model whose ``model.pt`` does not exist yet (the message says how to make it)."""
+
+
+def cell_stage(stage: StageParams, table: str, cell: str) -> StageParams:
+    """The stage of one grid cell (``table="models"``: a shared model) of ``stage``'s section.
+
+    Raises:
+        KeyError: unknown table or cell. ParamsError: the cell does not validate.
+    """
+    try:
+        cfg = stage.cfg.grid_section(table, cell)
+    except ValueError as exc:
+        raise ParamsError(f"{stage.source}: {exc}") from None
+    return StageParams(stage.name, stage.base, cfg, stage.root, stage.source)
+
+
+def _device(stage) -> torch.device:
+    d = stage.base.device
+    if d == "auto":
+        d = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(d)
+
+
+def train_model(stage: StageParams, name: str, *, progress: bool = True) -> TrainResult:
+    """Train the shared grid model ``name`` of ``stage``'s section (no evaluation: the cells evaluate it).
+
+    Raises:
+        KeyError: no such model.
+    """
+    sub = cell_stage(stage, "models", name)
+    task = task_for(stage.name)
+    sub = task.resolve(sub)
+    write_resolved(sub.path(sub.cfg.output) / "params.yaml", sub)
+    return train(sub, task=task, evaluate=False, progress=progress)
+
+
+def _weights(stage: StageParams, kind: str, name: str, table: str, cell: str) -> Path:
+    grids = stage.cfg.grids
+    if kind == "model":
+        path, how = stage.path(grids.output) / "models" / name / "model.pt", f"--model {name}"
+    else:
+        path, how = stage.path(grids.output) / name / "model.pt", name
+    if not path.is_file():
+        raise ModelNotTrainedError(f"{path}: the model {name!r} that cell {table}/{cell} evaluates is not trained; "
+                                   f"run `ovlab grid {stage.name} {how}` (its DVC stage) first")
+    return path
+
+
+def run_cell(stage: StageParams, table: str, cell: str, *, progress: bool = True) -> dict:
+    """Score one grid cell (training its own model first when it has one) and write its outputs.
 
     Args:
-        params: the loaded :class:`ovlab.config.Params`.
-        table, cell: e.g. ``"table4"``, ``"td_tgkd"``.
+        stage: the section's :class:`StageParams` (``params.stage("scan")``...).
+        table, cell: e.g. ``"table6"``, ``"noise"``.
+
+    Returns:
+        the metrics dict written to ``<grids.output>/<table>/<cell>/metrics.json``.
 
     Raises:
-        KeyError: unknown table or cell.
-        ParamsError: the cell is not a valid ``tgkd`` section.
+        KeyError: unknown table or cell. ParamsError: the cell does not validate.
+        ModelNotTrainedError: the model it evaluates has not been trained.
         DatasetNotFoundError / WeightsNotFoundError: data or weights absent.
     """
-    stage = params.cell(table, cell)
-    grids = params.gkc_grids
-    result = train_stage(stage, evaluate=False, progress=progress)
-    metrics = dict(result.metrics)
-    metrics["cell"] = {"table": table, "cell": cell, "overrides": grids.cell_overrides(table, cell)}
-    if evaluate:
-        task = task_for(stage.name)
-        from ovlab.experiments.registry import from_checkpoint
-
-        device = "cuda" if stage.base.device != "cpu" and torch.cuda.is_available() else "cpu"
-        built = from_checkpoint(result.output / "model.pt", device=device, root=stage.root)
-        built.model.to(device)
-        evals = {}
-        for i, ds in enumerate(grids.eval_datasets):
-            eval_cfg = stage.cfg.eval.model_copy(update={"dataset": ds, "max_images": grids.eval_max_images})
-            sub = type(stage)(stage.name, stage.base, stage.cfg.model_copy(update={"eval": eval_cfg}), stage.root,
-                              stage.source)
-            summary, per_class = task.evaluate(sub, built, torch.device(device), progress, stage.path(stage.base.paths.cache))
-            evals[summary["dataset"]] = {k: _num(v) for k, v in summary.items()}
-            if i == 0 and per_class is not None:
-                write_text(result.output / "per_class.csv", table_csv(per_class))
-        metrics["evals"] = evals
+    task = task_for(stage.name)
+    sub = task.resolve(cell_stage(stage, table, cell))
+    cfg, grids = sub.cfg, stage.cfg.grids
+    out = sub.path(cfg.output)
+    write_resolved(out / "params.yaml", sub)
+    kind, name = stage.cfg.grid_model(table, cell)
+    metrics: dict = {}
+    if kind == "own":
+        # No grid benchmarks: the section's own evaluation, scored by the trainer (the video rows).
+        res = train(sub, task=task, evaluate=grids.eval_datasets is None, progress=progress)
+        weights, trained = res.output / "model.pt", res.metrics
+        metrics.update(res.metrics)
+    else:
+        weights = _weights(stage, kind, name, table, cell)
+        info = weights.parent / "metrics.json"
+        trained = json.loads(info.read_text()) if info.is_file() else {}
+        metrics.update({"stage": stage.name, "profile": sub.base.profile, "seed": sub.base.seed})
+    origin = {"kind": "shared" if kind == "model" else kind, "name": name, "path": str(weights),
+              "train": {k: trained.get(k) for k in ("iterations", "batch_size", "final_loss", "fingerprint")}}
+    metrics["cell"] = {"table": table, "cell": cell, "overrides": grids.overrides(table, cell)}
+    metrics["model"] = origin
+    if grids.eval_datasets is None and kind == "own":
+        evals = {metrics["eval"]["dataset"]: metrics["eval"]} if "eval" in metrics else {}
+    else:
+        evals = _evaluate(task, sub, weights, grids.eval_datasets, metrics, progress, out)
+    metrics["evals"] = evals
+    if evals:
         metrics["eval"] = next(iter(evals.values()))
-    write_json(result.output / "metrics.json", metrics)
-    return TrainResult(result.output, result.iterations, metrics, result.run_dir)
-
-
-def run_two_stage_cell(params, cell: str, *, progress: bool = True) -> dict:
-    """Score a Table 8 cell: a trained grid cell's segmenter through the two-stage baseline (GKC Tab. 8).
-
-    Writes ``<gkc_grids.output>/table8/<cell>/metrics.json`` (``evals`` per benchmark, ``eval`` the
-    first, ``two_stage`` the settings, ``model`` the source cell) and ``per_class.csv``.
-
-    Raises:
-        KeyError: unknown cell or source cell.
-        FileNotFoundError: the source cell has not been trained (run its stage first).
-    """
-    from ovlab.experiments.registry import from_checkpoint
-    from ovlab.gkc.two_stage_eval import crop_clip_from_params, evaluate_two_stage
-
-    grids = params.gkc_grids
-    table, source, two = grids.two_stage_cell(cell)
-    stage = params.cell(table, source)
-    device = "cuda" if stage.base.device != "cpu" and torch.cuda.is_available() else "cpu"
-    model_pt = stage.path(stage.cfg.output) / "model.pt"
-    built = from_checkpoint(model_pt, device=device, root=stage.root)
-    built.model.to(device)
-    crop_clip = crop_clip_from_params(two, stage, built.clip)
-    out = stage.path(grids.output) / "table8" / cell
-    cache = stage.path(stage.base.paths.cache)
-    evals = {}
-    for i, ds in enumerate(grids.eval_datasets):
-        eval_cfg = stage.cfg.eval.model_copy(update={"dataset": ds, "max_images": grids.eval_max_images})
-        rep = evaluate_two_stage(None if two.proposals == "oracle" else built.model, built.clip, eval_cfg, two,
-                                 crop_clip=crop_clip, device=device,
-                                 root=stage.path(eval_cfg.root) if eval_cfg.root else None, cache_dir=cache,
-                                 progress=progress)
-        evals[rep.dataset] = {"dataset": rep.dataset, "num_images": rep.num_images,
-                              **{k: _num(v) for k, v in rep.summary.items()}}
-        if i == 0:
-            write_text(out / "per_class.csv", table_csv(rep.per_class))
-    metrics = {"cell": {"table": "table8", "cell": cell}, "model": f"{table}/{source}", "profile": stage.base.profile,
-               "two_stage": two.model_dump(mode="json"), "evals": evals, "eval": next(iter(evals.values())),
-               "clip": built.clip.identity()}
+    if sub.base.profile == "embedded":
+        metrics.update({"synthetic": True, "caveat": EMBEDDED_CAVEAT})
     write_json(out / "metrics.json", metrics)
     return metrics
 
 
-def run_cost(params, *, progress: bool = True) -> dict:
-    """GKC Tab. 2: FLOPs, parameters and throughput of the single-stage model vs the two-stage baseline.
+def _evaluate(task, sub: StageParams, weights: Path, datasets, metrics: dict, progress: bool, out: Path) -> dict:
+    device = _device(sub)
+    built = task.build(sub)
+    built.model.load_state_dict(load_checkpoint(weights)["model"])
+    built.model.to(device).eval()
+    metrics["clip"] = built.clip.identity()
+    cache = sub.path(sub.base.paths.cache)
+    evals, first_rows = {}, None
+    for ds in datasets or [sub.cfg.eval.dataset]:
+        ev_cfg = sub.cfg.model_copy(update={"eval": sub.cfg.eval.model_copy(update={"dataset": ds})})
+        ev = StageParams(sub.name, sub.base, ev_cfg, sub.root, sub.source)
+        summary, per_class = task.evaluate(ev, built, device, progress, cache)
+        evals[summary["dataset"]] = {k: _num(v) for k, v in summary.items()}
+        if first_rows is None:
+            first_rows = per_class
+    if first_rows is not None:
+        write_text(out / "per_class.csv", table_csv(first_rows))
+    return evals
 
-    Writes ``<gkc_grids.output>/cost.json`` (:func:`ovlab.gkc.cost.measure_cost`'s dict).
-    """
-    from ovlab.gkc.cost import format_cost, measure_cost
 
-    c = params.gkc_grids.cost
-    result = measure_cost(c.config, c.device, c.size, c.proposals, c.repeats)
-    write_json(params.path(params.gkc_grids.output) / "cost.json", result)
-    if progress:
-        print(format_cost(result))
-    return result
+def add_parser(subparsers) -> None:
+    """Register ``ovlab grid``."""
+    p = subparsers.add_parser("grid", help="ablation grids of any paper table: score a cell or train a shared model")
+    _arguments(p)
+    p.set_defaults(func=_main)
+
+
+def _arguments(p) -> None:
+    p.add_argument("section", choices=GRID_SECTIONS, help="the params section whose grids to run")
+    p.add_argument("cell", nargs="?", help="one cell <table>/<cell> (e.g. table6/noise)")
+    p.add_argument("--model", help="train a shared model of <section>.grids.models")
+    p.add_argument("--table", help="score every cell of a table in one process")
+    p.add_argument("--list", action="store_true", help="print the models and cells and the weights each cell scores")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _main(args) -> int:
+    from ovlab.clip.loading import WeightsNotFoundError
+    from ovlab.data.errors import CorruptFileError, DatasetNotFoundError
+    from ovlab.engine.distributed import relaunch_with_torchrun, under_torchrun
+
+    errors = (ParamsError, WeightsNotFoundError, DatasetNotFoundError, CorruptFileError, FileNotFoundError,
+              ValueError, KeyError)
+    progress = not args.quiet
+    threads = torch.get_num_threads()
+    chosen = sum(bool(x) for x in (args.cell, args.model, args.table, args.list))
+    if chosen != 1:
+        print("ovlab grid: give exactly one of <table>/<cell>, --model, --table or --list", file=sys.stderr)
+        return 2
+    try:
+        stage = load_params(args.params).stage(args.section)
+        grids = stage.cfg.grids
+        if grids.torch_threads is not None:
+            torch.set_num_threads(grids.torch_threads)
+        if args.list:
+            for name in grids.models:
+                print(f"model {name}")
+            for table, cell in grids.cells():
+                kind, name = stage.cfg.grid_model(table, cell)
+                print(f"{table}/{cell}: " + ("trains its own model" if kind == "own" else f"{kind} {name}"))
+            return 0
+        gpus = stage.cfg.train.gpus
+        if gpus > 1 and not under_torchrun():  # DDP: re-launch this command under torchrun (never returns)
+            again = [args.section] + ([args.cell] if args.cell else []) + (["--model", args.model] if args.model else []) \
+                + (["--table", args.table] if args.table else []) + ["--params", args.params] \
+                + (["--quiet"] if args.quiet else [])
+            relaunch_with_torchrun(gpus, again, module="ovlab.experiments.grid")
+        if args.model:
+            res = train_model(stage, args.model, progress=progress)
+            print(f"ovlab grid: trained {args.section} model {args.model} ({res.iterations} iterations); "
+                  f"wrote {res.output}")
+            return 0
+        if args.table:
+            cells = [(args.table, c) for t, c in grids.cells() if t == args.table]
+            if not cells:
+                raise KeyError(f"{args.section}.grids has no table {args.table!r} with cells")
+        else:
+            table, _, cell = args.cell.partition("/")
+            cells = [(table, cell)]
+        for table, cell in cells:
+            m = run_cell(stage, table, cell, progress=progress)
+            scores = ", ".join(f"{d} mIoU {e.get('mIoU', e.get('harmonic'))}" for d, e in m["evals"].items())
+            print(f"ovlab grid: {args.section} {table}/{cell} ({m['model']['kind']} model {m['model']['name']}): "
+                  f"{scores}")
+    except errors as exc:
+        print(f"ovlab grid: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        torch.set_num_threads(threads)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ovlab.experiments.grid``: the same as ``ovlab grid``."""
+    p = argparse.ArgumentParser(prog="python -m ovlab.experiments.grid", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    _arguments(p)
+    return _main(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,8 +2,8 @@
 trained model from its checkpoint.
 
 A task (:class:`ovlab.segmenter.task.ImageTask` and its subclasses) supplies what differs between
-models; :func:`ovlab.engine.trainer.train` receives it and never looks one up. Add one line to
-:data:`TASKS` per new model family.
+models; :func:`ovlab.engine.trainer.train` receives it and never looks one up. Add one branch to
+:func:`task_for` per new model family.
 """
 
 from __future__ import annotations
@@ -15,23 +15,31 @@ from pydantic import ValidationError
 from ovlab.config import Params, ParamsError, StageParams, format_validation_error
 from ovlab.config.base import BaseParams
 from ovlab.engine import checkpoint as ckpt
-from ovlab.gkc.task import GkcTask
-from ovlab.scan.task import ScanTask
 from ovlab.segmenter.build import Built
-from ovlab.video.task import VideoTask
 
-#: Params section → task class. Sections not listed (an ad-hoc stage name such as the overfit
-#: check's) are ``tgkd``-shaped image runs: :class:`ovlab.gkc.task.GkcTask`.
-TASKS: dict[str, type] = {
-    "tgkd": GkcTask,
-    "scan": ScanTask,
-    "video": VideoTask,
-}
+SECTIONS = ("tgkd", "scan", "video")
+"""The params sections that train a model, each with its task."""
 
 
 def task_for(section: str):
-    """A new task object for a params section (:data:`TASKS`, default :class:`ovlab.gkc.task.GkcTask`)."""
-    return TASKS.get(section, GkcTask)()
+    """A new task object for a params section: ``tgkd`` → :class:`ovlab.gkc.task.GkcTask`, ``scan`` →
+    :class:`ovlab.scan.task.ScanTask`, ``video`` → :class:`ovlab.video.task.VideoTask`. A name that is
+    not a section (an ad-hoc stage such as the overfit check's) is a ``tgkd``-shaped image run.
+
+    Each branch imports only its own method package, so a command imports the code it runs and
+    nothing else (the DVC stages' dependencies follow from it: ``tests/test_pipeline_deps.py``).
+    """
+    if section == "scan":
+        from ovlab.scan.task import ScanTask
+
+        return ScanTask()
+    if section == "video":
+        from ovlab.video.task import VideoTask
+
+        return VideoTask()
+    from ovlab.gkc.task import GkcTask
+
+    return GkcTask()
 
 
 def train_stage(stage, **kwargs):

@@ -1,4 +1,4 @@
-"""``ovlab train``, ``ovlab two-stage``, ``ovlab cost``, ``ovlab evaluate`` and ``ovlab predict``."""
+"""``ovlab train``, ``ovlab cost``, ``ovlab evaluate`` and ``ovlab predict`` (the grids: :mod:`ovlab.experiments.grid`)."""
 
 from __future__ import annotations
 
@@ -15,22 +15,15 @@ ERRORS = (ParamsError, WeightsNotFoundError, DatasetNotFoundError, CorruptFileEr
 
 
 def add_parser(subparsers) -> None:
-    """Register ``train``, ``two-stage``, ``cost``, ``evaluate`` and ``predict``."""
+    """Register ``train``, ``cost``, ``evaluate`` and ``predict``."""
     p = subparsers.add_parser("train", help="train (or resume) the segmenter of a params section, then evaluate it")
     p.add_argument("--section", required=True, help="params section (e.g. tgkd)")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
-    p.add_argument("--cell", default=None, help="a GKC grid cell <table>/<cell> of gkc_grids (with --section tgkd)")
     p.set_defaults(func=_train)
 
-    p = subparsers.add_parser("two-stage", help="score a GKC Table 8 cell: a trained grid cell through the "
-                              "two-stage baseline (proposals -> masked crops -> CLIP)")
-    p.add_argument("--cell", required=True, help="table8/<cell> of gkc_grids")
-    p.add_argument("--params", default="params.yaml")
-    p.set_defaults(func=_two_stage)
-
     p = subparsers.add_parser("cost", help="GKC Table 2: FLOPs, parameters and speed of the single-stage model vs "
-                              "the two-stage baseline (gkc_grids.cost); writes <gkc_grids.output>/cost.json")
+                              "the two-stage baseline (tgkd.cost); writes <tgkd.grids.output>/cost.json")
     p.add_argument("--params", default="params.yaml")
     p.set_defaults(func=_cost)
 
@@ -59,26 +52,23 @@ def add_parser(subparsers) -> None:
 
 
 def _train(args) -> int:
+    from ovlab.config.resolved import write_resolved
     from ovlab.engine.distributed import relaunch_with_torchrun, under_torchrun
-    from ovlab.experiments.registry import train_stage as train
+    from ovlab.engine.trainer import train
+    from ovlab.experiments.registry import task_for
 
     try:
         params = load_params(args.params)
-        if args.cell:
-            from ovlab.experiments.grid import run_cell
-
-            table, _, cell = args.cell.partition("/")
-            stage = params.cell(table, cell)
-        else:
-            stage = params.stage(args.section)
+        stage = params.stage(args.section)
         gpus = stage.cfg.train.gpus
         if gpus > 1 and not under_torchrun():
             relaunch_with_torchrun(gpus, ["train", "--section", args.section, "--params", args.params]
-                                   + (["--no-eval"] if args.no_eval else []) + (["--cell", args.cell] if args.cell else []))
-        if args.cell:
-            result = run_cell(params, table, cell, evaluate=not args.no_eval)
-        else:
-            result = train(stage, evaluate=not args.no_eval)
+                                   + (["--no-eval"] if args.no_eval else []))
+        task = task_for(stage.name)
+        stage = task.resolve(stage)
+        if os.environ.get("RANK", "0") == "0":
+            write_resolved(stage.path(stage.cfg.output) / "params.yaml", stage)
+        result = train(stage, task=task, evaluate=not args.no_eval)
     except ERRORS as exc:
         print(f"ovlab train: error: {exc}", file=sys.stderr)
         return 1
@@ -90,26 +80,16 @@ def _train(args) -> int:
     return 0
 
 
-def _two_stage(args) -> int:
-    from ovlab.experiments.grid import run_two_stage_cell
-
-    try:
-        table, _, cell = args.cell.partition("/")
-        if table != "table8":
-            raise KeyError(f"two-stage cells live in gkc_grids.table8, got {args.cell!r}")
-        metrics = run_two_stage_cell(load_params(args.params), cell)
-    except ERRORS as exc:
-        print(f"ovlab two-stage: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"ovlab two-stage: {args.cell}: {metrics['eval']['dataset']} mIoU {metrics['eval'].get('mIoU')}")
-    return 0
-
-
 def _cost(args) -> int:
-    from ovlab.experiments.grid import run_cost
+    from ovlab.atomic import write_json
+    from ovlab.gkc.cost import format_cost, measure_cost
 
     try:
-        run_cost(load_params(args.params))
+        params = load_params(args.params)
+        c = params.tgkd.cost
+        result = measure_cost(c.config, c.device, c.size, c.proposals, c.repeats)
+        write_json(params.path(params.tgkd.grids.output) / "cost.json", result)
+        print(format_cost(result))
     except ERRORS as exc:
         print(f"ovlab cost: error: {exc}", file=sys.stderr)
         return 1
@@ -132,8 +112,8 @@ def _evaluate(args) -> int:
     try:
         dev = _device(args.device)
         built = from_checkpoint(args.checkpoint, device=dev)
-        if hasattr(built.model, "set_benchmark"):  # SCAN: the benchmark's mask threshold, λ and CS ratio
-            built.model.set_benchmark(args.dataset)
+        if hasattr(built.model, "set_inference"):  # SCAN: the benchmark's mask threshold, λ and CS ratio
+            built.model.set_inference(built.stage.cfg.scan.inference_for(args.dataset))
         params = EvalParams(dataset=args.dataset, root=args.root, resize=args.resize, short_side=args.short_side,
                             templates=args.templates, max_images=args.max_images)
         rep = evaluate_model(built.model.to(dev), built.clip, params, device=dev, root=args.root)
@@ -166,3 +146,18 @@ def _predict(args) -> int:
     print(f"ovlab predict: wrote {res.labels_png} and {res.overlay_png}")
     print("  " + ", ".join(f"{c} {s:.1f}%" for c, s in top if s > 0))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ovlab.experiments.train_cli <train|cost|evaluate|predict> ...``: the same as ``ovlab ...``
+    (the DVC stages call this form, which imports only what these commands need)."""
+    parser = argparse.ArgumentParser(prog="python -m ovlab.experiments.train_cli")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    add_parser(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

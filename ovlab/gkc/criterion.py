@@ -1,23 +1,29 @@
 """GKC's training criterion (GKC Eq. 4): the Mask2Former set criterion plus the calibration terms.
 
-:class:`GkcObjective` adds to the baseline (:class:`ovlab.segmenter.objective.MaskObjective`), from the same Hungarian matches (spec §2.3, §3.2):
+:class:`GkcObjective` adds to the baseline (:class:`ovlab.segmenter.objective.MaskObjective`), from the
+same Hungarian matches (GKC §3.3; GKC `mask2former/maskformer_model_voca_dense_kd_syn.py`):
 
-- **text diversification** (``gkc.td``; :mod:`ovlab.gkc.diversify`): the model scores the bank
-  of every synonym of every training class (void last); matching and the plain CE use the canonical
-  names' columns; ``random`` draws one name per GT segment (synonym score as probability, or
-  uniform above a threshold) and builds GKC's per-image columns; ``group_avg`` / ``group_max``
+- **text diversification** (``gkc.td``; :mod:`ovlab.gkc.diversify`, GKC §3.1): a
+  :class:`~ovlab.gkc.diversify.TextDiversification` built once from the params. The model scores
+  the bank of every synonym of every training class (void last); matching and the plain CE use the
+  canonical names' columns; ``random`` draws one name per GT segment (synonym score as probability,
+  or uniform above a threshold) and builds GKC's per-image columns; ``group_avg`` / ``group_max``
   reduce each class's names' logits. Paper: the diversified CE replaces ``loss_ce``; code
   (``keep_plain_ce``): it is added as ``loss_syn``.
-- **knowledge distillation** (``gkc.kd``; :mod:`ovlab.gkc.distill`, :mod:`ovlab.gkc.distill_heads`):
-  student = the matched queries' projected prior/post embedding, teacher = the frozen CLIP's
+- **knowledge distillation** (``gkc.kd``; :mod:`ovlab.gkc.distill`, :mod:`ovlab.gkc.distill_heads`,
+  GKC §3.2, Eq. 2–3): a :class:`~ovlab.gkc.distill.Distillation` built once from the params.
+  Student = the matched queries' projected prior/post embedding, teacher = the frozen CLIP's
   feature of the GT instance, text = the instance's (drawn) name; pairs within an image; at most
   ``max_instances`` instances per batch (one subset shared by every decoder prediction).
-- **grounding** (``gkc.grounding``; :mod:`ovlab.gkc.grounding`): caption nouns vs matched query
-  embeddings, in-batch negatives.
+- **grounding** (``gkc.grounding``; :mod:`ovlab.gkc.grounding`, GKC §3.3 L_G): caption nouns vs
+  matched query embeddings, in-batch negatives.
 
-Every term is applied on every decoder prediction (suffix ``_l`` for auxiliary ones) with the
-weights of ``loss`` (mask, dice, CE) and ``gkc.weights`` (syn, grounding, KD). Random draws come
-from the per-iteration generator, so resume stays exact.
+Every term is applied on every decoder prediction (suffix ``_l`` for auxiliary ones; GKC's
+``dense_list``) with the weights of ``loss`` (mask, dice, CE) and ``gkc.weights`` (syn, grounding,
+KD). Random draws come from the per-iteration generator, so resume stays exact.
+
+Citations "GKC `path` Lnn" point into the official GKC code, github.com/yongliu20/GKC at commit
+21313c8 (file and line); "GKC Eq. n / §n / Tab. n" into the paper (Han et al., ICCV 2023).
 """
 
 from __future__ import annotations
@@ -30,9 +36,8 @@ import torch
 from ovlab.clip.text import build_text_bank
 from ovlab.segmenter.criterion import CriterionOutput, SetCriterion
 from ovlab.segmenter.objective import MaskObjective, _net, class_predictions, first_name_rows
-from ovlab.gkc.distill import distill_loss, subsample_instances
-from ovlab.gkc.diversify import (batch_columns, canonical_logits, classification_loss, image_columns,
-                                    sample_synonyms)
+from ovlab.gkc.distill import KD_MODES, build_distillation
+from ovlab.gkc.diversify import TD_STRATEGIES, build_text_diversification, canonical_logits
 from ovlab.gkc.grounding import caption_nouns, grounding_loss, pad_embeddings, sample_caption
 from ovlab.gkc.distill_heads import ClipTeacher
 from ovlab.data.names import normalize_class_name
@@ -41,17 +46,23 @@ from ovlab.vocab.synonym_vocab import load_synonym_scores, load_synonym_vocabula
 
 def gkc_enabled(gkc) -> bool:
     """True when a ``tgkd.gkc`` section asks for any GKC term (TD, KD or grounding)."""
-    return gkc is not None and (gkc.td.strategy != "none" or gkc.kd.mode != "none" or gkc.grounding.enabled)
+    return gkc is not None and (TD_STRATEGIES[gkc.td.strategy].enabled or KD_MODES[gkc.kd.mode].enabled
+                                or gkc.grounding.enabled)
 
 
 class GkcObjective:
-    """Mask2Former losses + GKC's TD, KD and grounding (GKC Eq. 4; spec §1.3, §2.3, §3).
+    """Mask2Former losses + GKC's TD, KD and grounding (GKC Eq. 4, §3.1–3.3).
 
     Args:
         stage: the ``tgkd`` :class:`ovlab.config.StageParams`.
         clip: the frozen CLIP (text encoder; ResNet teacher for KD).
         vocab: the training :class:`ovlab.segmenter.vocabulary.Vocabulary` (K classes).
         model: the segmenter; with KD it carries a ``distill`` :class:`ovlab.gkc.distill_heads.DistillHead`.
+
+    Attributes:
+        td: the :class:`ovlab.gkc.diversify.TextDiversification` of ``gkc.td`` (``syn``, ``bank``,
+            ``scores``: its vocabulary, text bank and score table, ``None`` where unused).
+        kd: the :class:`ovlab.gkc.distill.Distillation` of ``gkc.kd``.
 
     Raises:
         FileNotFoundError: the synonyms / synonym-score files of ``gkc.td`` are missing (run the
@@ -67,23 +78,31 @@ class GkcObjective:
         self.criterion = SetCriterion(cfg.loss)
         self.weights = self.gkc.weights.resolve()
         td, kd = self.gkc.td, self.gkc.kd
-        self.syn = self.scores = None
         cache = stage.path(stage.base.paths.cache)
-        if td.strategy != "none":
+
+        def synonyms():
             path = stage.path(td.synonyms)
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: synonym table for tgkd.gkc.td not found (run `dvc repro synonyms`)")
-            self.syn = load_synonym_vocabulary(path, [normalize_class_name(c) for c in vocab.classes])
-            groups = [[self.syn.names[i] for i in self.syn.class_names(k)] for k in range(self.syn.num_classes)]
-            self.bank = build_text_bank(clip, groups, cfg.model.templates, cache_dir=cache).embeddings
-            if td.strategy == "random":
-                spath = stage.path(td.scores)
-                if not spath.is_file():
-                    raise FileNotFoundError(f"{spath}: synonym scores for tgkd.gkc.td not found "
-                                            "(run `dvc repro synonym_score`)")
-                self.scores = load_synonym_scores(spath, self.syn)
+            return load_synonym_vocabulary(path, [normalize_class_name(c) for c in vocab.classes])
+
+        def bank(syn):
+            groups = [[syn.names[i] for i in syn.class_names(k)] for k in range(syn.num_classes)]
+            return build_text_bank(clip, groups, cfg.model.templates, cache_dir=cache).embeddings
+
+        def scores(syn):
+            spath = stage.path(td.scores)
+            if not spath.is_file():
+                raise FileNotFoundError(f"{spath}: synonym scores for tgkd.gkc.td not found "
+                                        "(run `dvc repro synonym_score`)")
+            return load_synonym_scores(spath, syn)
+
+        self.td = build_text_diversification(td, synonyms, bank, scores)
+        self.syn, self.bank = self.td.vocab, self.td.bank
+        self.scores = self.td.scores
+        self.kd = build_distillation(kd)
         self.teacher = None
-        if kd.mode != "none":
+        if self.kd.enabled:
             self.teacher = ClipTeacher(clip, kd.teacher, kd.spatial_pool, kd.teacher_input, kd.teacher_eval)
         self._noun_cache: dict[str, torch.Tensor] = {}
         self.name_rows = first_name_rows(vocab)  # KD without TD: a class's text is its first name
@@ -91,53 +110,43 @@ class GkcObjective:
     # ------------------------------------------------------------------------------------- text
     def text(self, default: torch.Tensor) -> torch.Tensor:
         """The embeddings the model scores during training: every synonym (TD) or the K names."""
-        return self.bank.to(default.device) if self.syn is not None else default
+        return self.td.training_text(default)
+
+    def _segment_scores(self, batch, b: int, n: int) -> list:
+        """The synonym scores of image b's n GT segments (``None`` where unscored)."""
+        seg = batch.sources[b].segment_ids if batch.sources else None
+        return [self.scores.get(batch.image_ids[b], int(s)) if seg is not None else None
+                for s in (seg.tolist() if seg is not None else [None] * n)]
 
     def _draw_names(self, batch, generator) -> list[torch.Tensor]:
         """Per image, (N_b,) name index of each GT segment (canonical unless ``random``)."""
-        td = self.gkc.td
         out = []
         for b, labels in enumerate(batch.labels):
             lab = labels.cpu()
-            if td.strategy != "random":
-                out.append(torch.tensor([self.syn.canonical_index[k] for k in lab.tolist()], dtype=torch.long))
-                continue
-            seg = batch.sources[b].segment_ids if batch.sources else None
-            scores = [self.scores.get(batch.image_ids[b], int(s)) if seg is not None else None
-                      for s in (seg.tolist() if seg is not None else [None] * len(lab))]
-            out.append(sample_synonyms(lab, scores, self.syn, mode=td.random_mode, threshold=td.threshold,
-                                       fallback=td.fallback, generator=generator))
+            out.append(self.td.draw_names(lab, lambda: self._segment_scores(batch, b, len(lab)), generator))
         return out
 
     # ---------------------------------------------------------------------------------- forward
     def __call__(self, net, batch, text: torch.Tensor, generator: torch.Generator) -> CriterionOutput:
-        td, kd = self.gkc.td, self.gkc.kd
+        td, kd = self.td, self.kd
         preds = net(batch.images, self.text(text))
-        plain = ([replace(p, logits=canonical_logits(p.logits, self.syn)) for p in preds] if self.syn
+        plain = ([replace(p, logits=canonical_logits(p.logits, self.syn)) for p in preds] if td.enabled
                  else class_predictions(preds, self.vocab))
         out = self.criterion(plain, batch.labels, batch.masks, generator=generator)
         layers = preds if self.cfg.loss.deep_supervision else preds[-1:]
         last = len(layers) - 1
-        names = self._draw_names(batch, generator) if self.syn is not None else None
-        if td.strategy == "random":
-            columns = batch_columns([image_columns(batch.labels[b].cpu(), names[b], self.syn)
-                                     for b in range(len(batch.labels))])
-        kd_keep = self._kd_subset(batch, generator) if kd.mode != "none" else None
+        names = self._draw_names(batch, generator) if td.enabled else None
+        columns = td.columns(batch.labels, names)
+        kd_keep = self._kd_subset(batch, generator) if kd.enabled else None
         teacher = self.teacher(batch, kd_keep) if kd_keep is not None else None
         words = self._caption_words(batch) if self.gkc.grounding.enabled else None
         model = _net(net)
         for li, pred in enumerate(layers):
             suffix = "" if li == last else f"_{li}"
             matches, targets = out.matches[li], out.class_targets[li]
-            if self.syn is not None:
-                name_targets = None
-                if td.strategy == "random":
-                    name_targets = torch.zeros_like(targets)
-                    for b, (q, t) in enumerate(matches):
-                        name_targets[b, q.to(targets.device)] = names[b][t.cpu()].to(targets.device)
-                terms = classification_loss(pred.logits, targets, self.syn, td.strategy, name_targets=name_targets,
-                                            columns=columns if td.strategy == "random" else None,
-                                            keep_plain_ce=td.keep_plain_ce, void_weight=self.cfg.loss.void_weight)
+            if td.enabled:
+                terms = td.loss(pred.logits, targets, name_targets=td.query_name_targets(targets, matches, names),
+                                columns=columns, void_weight=self.cfg.loss.void_weight)
                 out.terms["loss_ce" + suffix] = terms["loss_ce"]
                 if "loss_syn" in terms:
                     out.add("loss_syn" + suffix, terms["loss_syn"], self.weights["loss_syn"])
@@ -155,13 +164,12 @@ class GkcObjective:
     def _kd_subset(self, batch, generator) -> list[torch.Tensor]:
         """GT instances kept for KD per image: a random subset of at most ``max_instances`` over the batch."""
         counts = [int(lab.numel()) for lab in batch.labels]
-        keep = subsample_instances(sum(counts), self.gkc.kd.max_instances, generator)
+        keep = self.kd.subsample(sum(counts), generator)
         flat = torch.arange(sum(counts)) if keep is None else keep
         starts = np.cumsum([0] + counts)
         return [flat[(flat >= starts[b]) & (flat < starts[b + 1])] - int(starts[b]) for b in range(len(counts))]
 
     def _kd_terms(self, model, li, pred, matches, keep, teacher, names, text, batch) -> dict[str, torch.Tensor]:
-        kd = self.gkc.kd
         students, texts, ids = [], [], []
         for b, (q, t) in enumerate(matches):
             if keep[b].numel() == 0:
@@ -181,8 +189,7 @@ class GkcObjective:
             return {"loss_kd": z}
         v = torch.cat(students)
         tx = torch.cat(texts).to(device)
-        return distill_loss(kd.mode, v, teacher.to(device), torch.cat(ids), text=tx, form=kd.form,
-                            text_scale=model.distill.text_scale, max_instances=None, separate=kd.separate_text_kd)
+        return self.kd.loss(v, teacher.to(device), torch.cat(ids), text=tx, text_scale=model.distill.text_scale)
 
     # ------------------------------------------------------------------------------ grounding
     def _noun_embeddings(self, nouns: list[str]) -> torch.Tensor:

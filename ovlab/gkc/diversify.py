@@ -1,17 +1,23 @@
-"""GKC text diversification (TD) on the classification branch (paper §3.1, Tab. 7a; spec §1.3).
+"""GKC text diversification (TD) on the classification branch (GKC §3.1, Eq. 1, Tab. 7a).
 
-Strategies (training only; inference always uses the canonical names):
+A strategy is an object (:class:`TextDiversification`) built once from the ``gkc.td`` params by
+:func:`build_text_diversification`; the objectives call its methods and never look at the strategy
+name again. Strategies (training only; inference always uses the canonical names):
 
-- ``none``: plain CE over the K canonical names + void.
-- ``random``: each GT segment's name is replaced by one of its class's synonyms, drawn
-  (``paper``) with probability = its synonym score (GKC Eq. 1) renormalised over the class's names, or
-  (``code``, GKC mapper L225–285) uniformly among the names whose score is > ``threshold`` (0.1).
-  The classifier of an image then scores the image's own columns: the K class names with each
-  class's column replaced by the first synonym drawn for it, plus one extra column per further
-  distinct synonym of an already-replaced class (:func:`image_columns`). The drawn name is also the
-  text target of that segment's text-guided KD (spec §3.2 "Text").
-- ``group_avg`` / ``group_max``: one bank holds every name of every class; the class logit is the
-  mean / max of its names' logits, taken on logits **before** the softmax (GKC model L912–915).
+- ``none`` (:class:`NoDiversification`): plain CE over the K canonical names + void.
+- ``random`` (:class:`RandomDiversification`): each GT segment's name is replaced by one of its
+  class's synonyms, drawn (``paper``, GKC §3.1) with probability = its synonym score (GKC Eq. 1)
+  renormalised over the class's names, or (``code``, GKC
+  `detr_panoptic_caption_syn_kd_dataset_mapper.py` L225–285) uniformly among the names whose score
+  exceeds ``threshold`` (0.1). The classifier of an image then scores the image's own columns: the K
+  class names with each class's column replaced by the first synonym drawn for it, plus one extra
+  column per further distinct synonym of an already-replaced class (:func:`image_columns`). The
+  drawn name is also the text target of that segment's text-guided KD (GKC Eq. 3's T(Y_i); in
+  GKC's code the per-image column name, GKC `mask2former/maskformer_model_voca_dense_kd_syn.py` L925–952).
+- ``group_avg`` / ``group_max`` (:class:`GroupDiversification`): one bank holds every name of every
+  class; the class logit is the mean / max of its names' logits, taken on logits **before** the
+  softmax (GKC `mask2former/maskformer_model_voca_dense_kd_syn.py` L912–915; GKC Tab. 7a "GroupAvg" /
+  "GroupMax").
 
 Logit convention: the model scores every query against the bank of all N vocabulary names plus
 the void embedding, **void last**: ``name_logits`` (B, Q, N+1). Every strategy derives its class-space
@@ -19,16 +25,21 @@ logits from that tensor (the text encoder is frozen and deterministic, so gather
 equals encoding it per image as GKC's code does; GKC pads short per-image lists with encoded
 all-zero token rows, a quirk: padding here is masked out with ``-inf``).
 
-Loss terms (:func:`classification_loss`): the paper has one CE (λ_c = 2) on the diversified names,
-returned as ``loss_ce``. GKC's code keeps the plain-name CE ``loss_ce`` (weight 2) **and** adds the
-synonym CE ``loss_syn`` (weight 10) on the same matches (``keep_plain_ce=True``).
+Loss terms (:meth:`TextDiversification.loss`, :func:`classification_loss`): the paper has one CE
+(λ_c = 2, GKC Eq. 4) on the diversified names, returned as ``loss_ce``. GKC's code keeps the
+plain-name CE ``loss_ce`` (weight 2) **and** adds the synonym CE ``loss_syn`` (weight 10) on the same
+matches (``keep_plain_ce=True``; GKC `mask2former/maskformer_model_voca_dense_kd_syn.py`).
+
+Citations "GKC `path` Lnn" point into the official GKC code, github.com/yongliu20/GKC at commit
+21313c8 (file and line); "GKC Eq. n / §n / Tab. n" into the paper (Han et al., ICCV 2023).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -39,7 +50,7 @@ STRATEGIES = ("none", "random", "group_avg", "group_max")
 RANDOM_MODES = ("paper", "code")
 FALLBACKS = ("plain", "argmax")
 DEFAULT_THRESHOLD = 0.1
-"""GKC mapper L259: a synonym is a candidate when its score is > 0.1."""
+"""GKC `detr_panoptic_caption_syn_kd_dataset_mapper.py` L259: a synonym is a candidate when its score is > 0.1."""
 
 
 def _check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
@@ -48,6 +59,31 @@ def _check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
 
 
 # --------------------------------------------------------------------------------------- Random
+def _score_probabilities(scores: list[float], threshold: float) -> list[float]:
+    """``paper`` rule: P(j) = S_j / Σ S (GKC §3.1: "using the synonym score as the probability")."""
+    total = sum(scores)
+    return [x / total for x in scores] if total > 0 else [0.0] * len(scores)
+
+
+def _threshold_candidates(scores: list[float], threshold: float) -> list[float]:
+    """``code`` rule: uniform over {j : S_j > threshold} (GKC `detr_panoptic_caption_syn_kd_dataset_mapper.py` L259)."""
+    return [1.0 if x > threshold else 0.0 for x in scores]
+
+
+def _fallback_plain(scores: list[float]) -> int:
+    return 0
+
+
+def _fallback_argmax(scores: list[float]) -> int:
+    return max(range(len(scores)), key=lambda j: (scores[j], -j))
+
+
+DrawRule = Callable[[list[float], float], list[float]]
+FallbackRule = Callable[[list[float]], int]
+_DRAW_RULES: dict[str, DrawRule] = {"paper": _score_probabilities, "code": _threshold_candidates}
+_FALLBACK_RULES: dict[str, FallbackRule] = {"plain": _fallback_plain, "argmax": _fallback_argmax}
+
+
 def sample_synonyms(
     classes: torch.Tensor | Sequence[int],
     scores: Sequence[torch.Tensor | Sequence[float] | None],
@@ -58,18 +94,19 @@ def sample_synonyms(
     fallback: str = "plain",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Draw one name per GT segment (GKC Random TD; paper §3.1, spec §1.3a).
+    """Draw one name per GT segment (GKC Random TD: GKC §3.1 and Eq. 1; GKC
+    `detr_panoptic_caption_syn_kd_dataset_mapper.py` L225–285).
 
     Per segment of class k with names w_k^1..w_k^J (canonical first) and scores S (J,):
 
     - ``paper``: P(j) = S_j / Σ S (the paper: "using the synonym score as the probability").
-    - ``code``: uniform over {j : S_j > threshold} (GKC mapper L259).
+    - ``code``: uniform over {j : S_j > threshold} (GKC `detr_panoptic_caption_syn_kd_dataset_mapper.py` L259).
 
-    Fallbacks (documented choices, spec §1.3a "Edge case"): a class with one name, or a segment
-    with ``scores[s] is None`` (not in the score table), always gets its canonical name. When no
-    name qualifies (``code``: no score above ``threshold``; ``paper``: all scores 0) the segment
-    gets ``fallback``: ``plain`` = the canonical name (default) or ``argmax`` = its best-scored
-    name (the spec's suggestion; the first one on ties).
+    Fallbacks (documented choices; GKC's ``random.choice`` raises when no synonym qualifies): a
+    class with one name, or a segment with ``scores[s] is None`` (not in the score table), always gets
+    its canonical name. When no name qualifies (``code``: no score above ``threshold``; ``paper``:
+    all scores 0) the segment gets ``fallback``: ``plain`` = the canonical name (default) or
+    ``argmax`` = its best-scored name (the first one on ties).
 
     All segments are drawn with one ``torch.multinomial`` call on a (S, J_max) probability matrix,
     so a given generator state and input give the same names (CPU; same torch version).
@@ -93,6 +130,12 @@ def sample_synonyms(
     """
     _check_choice(mode, RANDOM_MODES, "random mode")
     _check_choice(fallback, FALLBACKS, "fallback")
+    return _draw_synonyms(classes, scores, vocab, _DRAW_RULES[mode], threshold, _FALLBACK_RULES[fallback], generator)
+
+
+def _draw_synonyms(classes, scores, vocab: SynonymVocabulary, rule: DrawRule, threshold: float,
+                   fallback: FallbackRule, generator: torch.Generator | None) -> torch.Tensor:
+    """:func:`sample_synonyms` with its rules resolved (the draw rule and the fallback as callables)."""
     classes = torch.as_tensor(classes, dtype=torch.long).reshape(-1)
     n = classes.numel()
     if len(scores) != n:
@@ -116,14 +159,10 @@ def sample_synonyms(
                              f"for {len(g)} names")
         if not all(math.isfinite(x) and x >= 0 for x in sc):
             raise ValueError(f"segment {s}: scores must be finite and >= 0, got {sc}")
-        if mode == "paper":
-            total = sum(sc)
-            p = [x / total for x in sc] if total > 0 else [0.0] * len(sc)
-        else:
-            p = [1.0 if x > threshold else 0.0 for x in sc]
+        p = rule(sc, threshold)
         if not any(p):
             p = [0.0] * len(sc)
-            p[max(range(len(sc)), key=lambda j: (sc[j], -j)) if fallback == "argmax" else 0] = 1.0
+            p[fallback(sc)] = 1.0
         row[: len(p)] = p
         rows.append(row)
     probs = torch.tensor(rows, dtype=torch.float64)
@@ -134,7 +173,8 @@ def sample_synonyms(
 
 @dataclass(frozen=True)
 class ImageColumns:
-    """The classifier columns of one image under Random TD (GKC mapper L225–285).
+    """The classifier columns of one image under Random TD (GKC `detr_panoptic_caption_syn_kd_dataset_mapper.py`
+    L225–285).
 
     Attributes:
         names: (C,) int64 name index of each column; the first K columns are the classes (canonical
@@ -296,6 +336,9 @@ def column_targets(
 
 
 # ---------------------------------------------------------------------------------- GroupAvg/Max
+_SCATTER_REDUCE = {"mean": "mean", "max": "amax"}
+
+
 def group_logits(
     logits: torch.Tensor,
     name_to_class: torch.Tensor | Sequence[int],
@@ -307,7 +350,8 @@ def group_logits(
     """Class logits from name logits: mean (GroupAvg) or max (GroupMax) over each class's names.
 
     z_{q,k} = mean_{s: class(s)=k} z_{q,s}  or  max_{s: class(s)=k} z_{q,s}, on logits before the
-    softmax (GKC model L912–915; spec §1.3b,c). The void column is its own group, kept as is.
+    softmax (GKC `mask2former/maskformer_model_voca_dense_kd_syn.py` L912–915; GKC Tab. 7a). The void column
+    is its own group, kept as is.
 
     Args:
         logits: (..., N+1) with void last when ``void`` else (..., N).
@@ -336,7 +380,7 @@ def group_logits(
         raise ValueError(f"classes {empty.nonzero().flatten().tolist()} have no name")
     names = logits[..., :n]
     out = names.new_zeros(*names.shape[:-1], k).scatter_reduce(
-        -1, idx.expand_as(names), names, reduce="mean" if reduce == "mean" else "amax", include_self=False
+        -1, idx.expand_as(names), names, reduce=_SCATTER_REDUCE[reduce], include_self=False
     )
     return torch.cat([out, logits[..., n:]], dim=-1) if void else out
 
@@ -366,6 +410,211 @@ def _ce(logits: torch.Tensor, targets: torch.Tensor, void_weight: float) -> torc
     return class_loss(logits, targets, void_weight)
 
 
+# ----------------------------------------------------------------------------------- strategies
+class TextDiversification:
+    """A TD strategy, built once (:func:`build_text_diversification`); this base class is ``none``.
+
+    The objectives (:class:`ovlab.gkc.criterion.GkcObjective`, :class:`ovlab.video.criterion.VideoObjective`)
+    ask it, per batch: the training text bank (:meth:`training_text`), one name per GT segment
+    (:meth:`draw_names`), the per-image columns (:meth:`columns`) and per-query name targets
+    (:meth:`query_name_targets`) of Random TD, and the classification terms (:meth:`loss`).
+
+    Attributes:
+        name: the config value (``gkc.td.strategy``).
+        enabled: the model scores the synonym bank (every strategy but ``none``).
+        draws: names are drawn from synonym scores (``random``), so the caller must supply scores.
+        vocab: the synonym vocabulary (``None`` for ``none``).
+        bank: (N, D) text embeddings of ``vocab.names`` (``None`` for ``none``).
+        keep_plain_ce: also return the plain-name CE (GKC code); no effect for ``none``.
+        scores: the per-segment synonym score table (``random`` with a table), else ``None``.
+    """
+
+    scores = None
+    name: ClassVar[str] = "none"
+    enabled: ClassVar[bool] = False
+    draws: ClassVar[bool] = False
+
+    def __init__(self, vocab: SynonymVocabulary | None = None, bank: torch.Tensor | None = None, *,
+                 keep_plain_ce: bool = False):
+        self.vocab, self.bank, self.keep_plain_ce = vocab, bank, keep_plain_ce
+
+    # ---------------------------------------------------------------------------------- text
+    def training_text(self, default: torch.Tensor) -> torch.Tensor:
+        """The embeddings the model scores in training: ``default`` (``none``) or the synonym bank."""
+        return default
+
+    def draw_names(self, classes: torch.Tensor, scores: Callable[[], Sequence], generator) -> torch.Tensor | None:
+        """(S,) name index of each GT segment of one image (``None`` for ``none``: no bank).
+
+        Args:
+            classes: (S,) CPU class indices.
+            scores: called (only by ``random``) for the S score vectors of :func:`sample_synonyms`.
+            generator: the draws' generator (``random`` only).
+        """
+        return None
+
+    def columns(self, classes: Sequence[torch.Tensor], names: Sequence[torch.Tensor]) -> BatchColumns | None:
+        """The batch's per-image columns (``random``), else ``None``."""
+        return None
+
+    def query_name_targets(self, targets: torch.Tensor, matches, names) -> torch.Tensor | None:
+        """(B, Q) drawn name of each matched query's segment (``random``), else ``None``."""
+        return None
+
+    # ---------------------------------------------------------------------------------- loss
+    def _diversified(self, name_logits, class_targets, name_targets, columns):
+        """(logits, targets) of the diversified CE."""
+        raise NotImplementedError
+
+    def _plain_logits(self, name_logits: torch.Tensor) -> torch.Tensor:
+        return canonical_logits(name_logits, self.vocab)
+
+    def loss(self, name_logits: torch.Tensor, class_targets: torch.Tensor, *,
+             name_targets: torch.Tensor | None = None, columns: BatchColumns | None = None,
+             void_weight: float = 0.1) -> dict[str, torch.Tensor]:
+        """The classification terms (GKC §3.1, Eq. 4's L_CE), unweighted: see :func:`classification_loss`."""
+        plain = _ce(self._plain_logits(name_logits), class_targets, void_weight)
+        if not self.enabled:
+            return {"loss_ce": plain}
+        syn = _ce(*self._diversified(name_logits, class_targets, name_targets, columns), void_weight)
+        return {"loss_ce": plain, "loss_syn": syn} if self.keep_plain_ce else {"loss_ce": syn}
+
+
+class NoDiversification(TextDiversification):
+    """``none``: the plain CE over the K canonical names (class logits (…, K+1) are accepted too)."""
+
+    def _plain_logits(self, name_logits: torch.Tensor) -> torch.Tensor:
+        if self.vocab is None or name_logits.shape[-1] == self.vocab.num_classes + 1:
+            return name_logits
+        return canonical_logits(name_logits, self.vocab)
+
+
+class _BankDiversification(TextDiversification):
+    """A strategy that scores the bank of every synonym (all but ``none``)."""
+
+    enabled = True
+
+    def __init__(self, vocab: SynonymVocabulary, bank: torch.Tensor | None = None, *, keep_plain_ce: bool = False):
+        if vocab is None:
+            raise ValueError(f"the {self.name} TD strategy needs a synonym vocabulary")
+        super().__init__(vocab, bank, keep_plain_ce=keep_plain_ce)
+
+    def training_text(self, default: torch.Tensor) -> torch.Tensor:
+        return self.bank.to(default.device)
+
+    def draw_names(self, classes, scores, generator):
+        return torch.tensor([self.vocab.canonical_index[k] for k in classes.tolist()], dtype=torch.long)
+
+
+class GroupDiversification(_BankDiversification):
+    """``group_avg`` / ``group_max``: class logit = mean / max of its names' logits (:func:`group_logits`)."""
+
+    reduce: ClassVar[str] = "mean"
+
+    def _diversified(self, name_logits, class_targets, name_targets, columns):
+        logits = group_logits(name_logits, self.vocab.name_to_class_tensor(name_logits.device), self.reduce,
+                              num_classes=self.vocab.num_classes)
+        return logits, class_targets
+
+
+class GroupAvgDiversification(GroupDiversification):
+    """GroupAvg (GKC Tab. 7a; GKC config ``clusterAvg``)."""
+
+    name, reduce = "group_avg", "mean"
+
+
+class GroupMaxDiversification(GroupDiversification):
+    """GroupMax (GKC Tab. 7a; GKC config ``clusterMax``)."""
+
+    name, reduce = "group_max", "max"
+
+
+class RandomDiversification(_BankDiversification):
+    """``random`` (GKC §3.1; GKC config ``thresRand``): one drawn name per GT segment, per-image columns.
+
+    Args:
+        vocab, bank, keep_plain_ce: as :class:`TextDiversification`.
+        mode: ``paper`` | ``code`` (:func:`sample_synonyms`).
+        threshold: ``code`` candidate threshold.
+        fallback: ``plain`` | ``argmax``.
+        scores: the synonym score table (:class:`ovlab.vocab.synonym_vocab.SynonymScores`), or ``None``
+            when the caller scores segments itself (the video objective).
+    """
+
+    name = "random"
+    draws = True
+
+    def __init__(self, vocab: SynonymVocabulary, bank: torch.Tensor | None = None, *, keep_plain_ce: bool = False,
+                 mode: str = "paper", threshold: float = DEFAULT_THRESHOLD, fallback: str = "plain", scores=None):
+        _check_choice(mode, RANDOM_MODES, "random mode")
+        _check_choice(fallback, FALLBACKS, "fallback")
+        super().__init__(vocab, bank, keep_plain_ce=keep_plain_ce)
+        self.mode, self.threshold, self.fallback = mode, threshold, fallback
+        self._rule, self._fallback = _DRAW_RULES[mode], _FALLBACK_RULES[fallback]
+        self.scores = scores
+
+    def draw_names(self, classes, scores, generator):
+        return _draw_synonyms(classes, scores(), self.vocab, self._rule, self.threshold, self._fallback, generator)
+
+    def columns(self, classes, names):
+        return batch_columns([image_columns(classes[b].cpu(), names[b], self.vocab) for b in range(len(classes))])
+
+    def query_name_targets(self, targets, matches, names):
+        out = torch.zeros_like(targets)
+        for b, (q, t) in enumerate(matches):
+            out[b, q.to(targets.device)] = names[b][t.cpu()].to(targets.device)
+        return out
+
+    def _diversified(self, name_logits, class_targets, name_targets, columns):
+        if name_targets is None or columns is None:
+            raise ValueError("the random strategy needs name_targets and columns")
+        return column_logits(name_logits, columns), column_targets(class_targets, name_targets, columns, self.vocab)
+
+
+TD_STRATEGIES: dict[str, type[TextDiversification]] = {
+    "none": NoDiversification, "random": RandomDiversification,
+    "group_avg": GroupAvgDiversification, "group_max": GroupMaxDiversification,
+}
+"""Config value of ``gkc.td.strategy`` → strategy class (the one place the name is looked at)."""
+
+
+def _strategy_class(strategy: str) -> type[TextDiversification]:
+    _check_choice(strategy, STRATEGIES, "TD strategy")
+    return TD_STRATEGIES[strategy]
+
+
+def build_text_diversification(
+    td,
+    synonyms: Callable[[], SynonymVocabulary],
+    bank: Callable[[SynonymVocabulary], torch.Tensor],
+    scores: Callable[[SynonymVocabulary], object] | None = None,
+) -> TextDiversification:
+    """The TD strategy of a ``gkc.td`` section (:class:`ovlab.config.gkc.TextDiversificationParams`).
+
+    The loaders are called only when the strategy needs them, in this order: ``synonyms`` (every
+    strategy but ``none``), ``bank`` (its text embeddings), ``scores`` (``random``, when given).
+
+    Args:
+        td: the params (``strategy``, ``random_mode``, ``threshold``, ``fallback``, ``keep_plain_ce``).
+        synonyms: loads the synonym vocabulary of the training classes.
+        bank: (N, D) embeddings of the vocabulary's names.
+        scores: loads the per-segment synonym score table (``None``: the caller scores segments).
+
+    Raises:
+        ValueError: unknown strategy; whatever the loaders raise.
+    """
+    cls = _strategy_class(td.strategy)
+    if not cls.enabled:
+        return cls(keep_plain_ce=td.keep_plain_ce)
+    vocab = synonyms()
+    emb = bank(vocab)
+    if not cls.draws:
+        return cls(vocab, emb, keep_plain_ce=td.keep_plain_ce)
+    table = scores(vocab) if scores is not None else None
+    return cls(vocab, emb, keep_plain_ce=td.keep_plain_ce, mode=td.random_mode, threshold=td.threshold,
+               fallback=td.fallback, scores=table)
+
+
 def classification_loss(
     name_logits: torch.Tensor,
     class_targets: torch.Tensor,
@@ -377,8 +626,10 @@ def classification_loss(
     keep_plain_ce: bool = False,
     void_weight: float = 0.1,
 ) -> dict[str, torch.Tensor]:
-    """The classification terms under a TD strategy (GKC §3.1/§3.3; spec §1.3, §2.3).
+    """The classification terms under a TD strategy (GKC §3.1, Eq. 4; GKC
+    `mask2former/maskformer_model_voca_dense_kd_syn.py`).
 
+    Functional form of :meth:`TextDiversification.loss` (the objectives hold a strategy object).
     Each CE is the void-weighted CE of :func:`ovlab.segmenter.class_loss.class_loss` (void weight
     0.1; targets ``IGNORE_INDEX`` = -100 are left out; 0 when all are).
 
@@ -405,23 +656,5 @@ def classification_loss(
         ValueError: unknown strategy, wrong logits width, or ``random`` without ``name_targets``
             and ``columns``.
     """
-    _check_choice(strategy, STRATEGIES, "TD strategy")
-    k1 = vocab.num_classes + 1
-    if strategy == "none" and name_logits.shape[-1] == k1:
-        plain_logits = name_logits
-    else:
-        plain_logits = canonical_logits(name_logits, vocab)
-    plain = _ce(plain_logits, class_targets, void_weight)
-    if strategy == "none":
-        return {"loss_ce": plain}
-    if strategy == "random":
-        if name_targets is None or columns is None:
-            raise ValueError("the random strategy needs name_targets and columns")
-        syn_logits = column_logits(name_logits, columns)
-        syn_targets = column_targets(class_targets, name_targets, columns, vocab)
-    else:
-        syn_logits = group_logits(name_logits, vocab.name_to_class_tensor(name_logits.device),
-                                  "mean" if strategy == "group_avg" else "max", num_classes=vocab.num_classes)
-        syn_targets = class_targets
-    syn = _ce(syn_logits, syn_targets, void_weight)
-    return {"loss_ce": plain, "loss_syn": syn} if keep_plain_ce else {"loss_ce": syn}
+    td = _strategy_class(strategy)(vocab, keep_plain_ce=keep_plain_ce)
+    return td.loss(name_logits, class_targets, name_targets=name_targets, columns=columns, void_weight=void_weight)

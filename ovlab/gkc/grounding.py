@@ -1,4 +1,5 @@
-"""GKC grounding loss L_G between caption nouns and matched queries (paper §3.3, Eq. 4; spec §2.3).
+"""GKC grounding loss L_G between caption nouns and matched queries (GKC §3.3, Eq. 4; GKC
+`mask2former/modeling/utils/loss.py` L93–461).
 
 For every (caption c, image i) pair of the batch (B × B; negatives are the other images of the same
 batch, GKC ``GATHER=False``), with words w_l of caption c and regions e_r of image i:
@@ -79,7 +80,7 @@ def pad_embeddings(items: Sequence[torch.Tensor], max_items: int | None = None,
 
 def grounding_distances(words: torch.Tensor, word_mask: torch.Tensor, regions: torch.Tensor,
                         region_mask: torch.Tensor, logit_scale) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (caption, image) distance matrices D_w2r and D_r2w (spec §2.3).
+    """The (caption, image) distance matrices D_w2r and D_r2w (GKC `mask2former/modeling/utils/loss.py`).
 
     Args:
         words: (B, L, D) word embeddings (normalised here, eps 1e-7); padding rows any value.
@@ -119,7 +120,8 @@ def grounding_loss(
     *,
     validity: str = "and",
 ) -> torch.Tensor:
-    """GKC grounding loss L_G (spec §2.3): mean of 4 in-batch cross-entropies over −D.
+    """GKC grounding loss L_G (GKC §3.3; GKC `mask2former/modeling/utils/loss.py`): mean of 4 in-batch
+    cross-entropies over −D.
 
     Args:
         words: (B, L, D) caption-noun embeddings; word_mask (B, L) bool.

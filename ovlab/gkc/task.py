@@ -39,6 +39,23 @@ class GkcTask(ImageTask):
         """
         return attach_distill_head(build(stage))
 
+    def evaluate(self, stage, built: Built, device, progress: bool, cache_dir=None):
+        """The image task's evaluation, or — with ``two_stage.enabled`` — the two-stage baseline's
+        (GKC Tab. 8: the model's masks, or the ground truth with ``proposals: oracle``, classified by
+        CLIP crops; :func:`ovlab.gkc.two_stage_eval.evaluate_two_stage`)."""
+        two = stage.cfg.two_stage
+        if not two.enabled:
+            return super().evaluate(stage, built, device, progress, cache_dir)
+        from ovlab.gkc.two_stage_eval import crop_clip_from_params, evaluate_two_stage
+
+        ev = stage.cfg.eval
+        rep = evaluate_two_stage(None if two.proposals == "oracle" else built.model, built.clip, ev, two,
+                                 crop_clip=crop_clip_from_params(two, stage, built.clip), device=device,
+                                 root=stage.path(ev.root) if ev.root else None, cache_dir=cache_dir, progress=progress)
+        summary = {"dataset": rep.dataset, "num_images": rep.num_images, **rep.summary,
+                   "two_stage": two.model_dump(mode="json")}
+        return summary, rep.per_class
+
     def objective(self, stage, built: Built, vocab):
         """:class:`ovlab.gkc.criterion.GkcObjective` when a GKC term is on, else the Mask2Former baseline."""
         return build_objective(stage, built, vocab)

@@ -1,7 +1,8 @@
 """Association maps for SG-IoU: which classes count as synonyms or parents ("fathers") of a class.
 
 SCAN (CVPR 2024, §3.3 and Eq. 6) ships its maps as Python dict literals of class *indices*
-(spec §5.2). ovlab keeps them as data keyed by class *name*, one JSON file per vocabulary,
+(SCAN ``scan/evaluation/generalized_sem_seg_evaluation.py``). ovlab keeps them as data keyed by class
+*name*, one JSON file per vocabulary,
 validated on load::
 
     {
@@ -11,7 +12,7 @@ validated on load::
       "description": "...",
       "synonyms": [["stairway, staircase", "step, stair"], ...],   # undirected groups
       "parents": {"house": ["building"], ...},                    # child -> parents (a DAG)
-      "provenance": {"house -> building": "spec §5.2", ...}       # optional, free text per edge
+      "provenance": {"house -> building": "curated: ...", ...}    # optional, free text per edge
     }
 
 The fathers of a class q are its parents plus the other members of its synonym groups. Errors
@@ -255,7 +256,8 @@ def load_scan_index_map(source: str | Path | Mapping, num_classes: int | None = 
 
     Returns:
         ``{child: [fathers]}``. For a key written twice the **last** value wins, as in Python
-        (spec §5.2: SCAN's ADE-847 map has 11 such keys, e.g. 63 → 16, not 3).
+        (SCAN's ADE-847 map, ``scan/evaluation/generalized_sem_seg_evaluation.py`` L23, has 11 such keys,
+        e.g. 63 → 16, not 3).
 
     Warns:
         UserWarning: listing every duplicated key and the values that were overridden.

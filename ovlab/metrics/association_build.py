@@ -1,7 +1,8 @@
 """Build the shipped association maps: WordNet candidates + a curated overrides file.
 
 SCAN "manually determine[s] hierarchical relations among various categories" (§3.3) and did not
-publish how; spec §5.2 [AMBIG]. ovlab makes the construction reproducible:
+publish how (its supplementary material, which describes the maps, was not available to us). ovlab
+makes the construction reproducible:
 
 1. **Candidates from WordNet** (:func:`wordnet_candidates`), between names of the *same* vocabulary.
    Each class contributes the first (most frequent) noun sense of its first (head) name; the other
@@ -13,7 +14,8 @@ publish how; spec §5.2 [AMBIG]. ovlab makes the construction reproducible:
    vocabulary, ``block_fathers`` (classes too general to credit as a parent: "structure",
    "container"...), ``remove`` candidates that are wrong for the pixels the classes label (homographs,
    over-general parents), ``add_parents`` / ``add_synonyms`` that WordNet misses — for ADE-150 these
-   are the 33 pairs SCAN ships (spec §5.2 table), so the ADE-150 map contains SCAN's.
+   are the 33 pairs SCAN ships (SCAN ``scan/evaluation/generalized_sem_seg_evaluation.py`` L20), so the
+   ADE-150 map contains SCAN's.
 
 Regenerate the files with ``python -m ovlab.metrics.association_build``.
 """
@@ -199,7 +201,8 @@ def _merge_groups(pairs, cats) -> tuple[tuple[str, ...], ...]:
 
 DESCRIPTIONS = {
     "ade20k_150": "SG-IoU association map for ADE20K-150 (detectron2 order). Contains the 33 child->father pairs "
-                  "SCAN ships for ADE-150 (spec §5.2) plus WordNet-derived relations kept after curation.",
+                  "SCAN ships for ADE-150 (SCAN scan/evaluation/generalized_sem_seg_evaluation.py L20) "
+                  "plus WordNet-derived relations kept after curation.",
     "ade20k_847": "SG-IoU association map for ADE20K-847 (Mask2Former order), WordNet-derived and curated by ovlab "
                   "(SCAN's own 847 map is index-only; load it with load_scan_index_map).",
     "pascal_context_459": "SG-IoU association map for PASCAL Context-459, WordNet-derived and curated by ovlab.",

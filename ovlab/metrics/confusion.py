@@ -46,7 +46,8 @@ class ConfusionMatrix:
     Args:
         num_classes: K. Valid labels are 0..K-1.
         ignore_labels: ground-truth values that are skipped (default: those of 255 and 65535 that
-            are ≥ K, so 65535 only for K > 255). Given explicitly, they must be ≥ K; ignore pixels are excluded whatever the prediction says there (spec §5.1).
+            are ≥ K, so 65535 only for K > 255). Given explicitly, they must be ≥ K; ignore pixels are excluded whatever the prediction says there
+            (as SCAN ``SGIoU_SemSegEvaluator``).
         device: where the bincount runs (``"cpu"``, ``"cuda"``); the matrix stays there.
 
     Attributes:

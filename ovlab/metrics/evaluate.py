@@ -50,7 +50,7 @@ class EvalResult:
 
 
 def default_association(dataset: str) -> str | None:
-    """The shipped association map of a benchmark's vocabulary, or None (SG-IoU = mIoU then, spec §5.2)."""
+    """The shipped association map of a benchmark's vocabulary, or None (SG-IoU = mIoU then)."""
     cat = get_benchmark(dataset).catalog
     return cat if cat in association_names() else None
 

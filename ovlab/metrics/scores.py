@@ -2,7 +2,7 @@
 
 All functions take a (K, K) matrix in ovlab's convention: ``confusion[i, j]`` = pixels with ground
 truth ``i`` predicted ``j`` (rows = ground truth; see :mod:`ovlab.metrics.confusion`).
-Averages follow detectron2's ``SemSegEvaluator`` (spec §8, "mIoU convention"): a class enters the
+Averages follow detectron2's ``SemSegEvaluator`` (what GKC and SCAN evaluate with): a class enters the
 mean when G + P > 0, and a class predicted but absent from the ground truth contributes IoU 0.
 """
 
@@ -70,7 +70,8 @@ def _father_lists(fathers, K: int) -> dict[int, list[int]]:
 
 
 def sg_true_positives(confusion, fathers: Mapping[int, Sequence[int]], mode: SGMode = "code") -> np.ndarray:
-    """Boosted true positives TP'_q of SG-IoU (SCAN Eq. 6; spec §5.1).
+    """Boosted true positives TP'_q of SG-IoU (SCAN Eq. 6, §3.3; adapted from SCAN
+    ``scan/evaluation/generalized_sem_seg_evaluation.py`` ``SGIoU_SemSegEvaluator``).
 
     With C = ``confusion`` (rows = GT), P_f = Σ_i C[i, f] (pixels predicted f on valid GT):
 
@@ -119,7 +120,7 @@ def sg_true_positives(confusion, fathers: Mapping[int, Sequence[int]], mode: SGM
 
 
 def sg_iou(confusion, fathers: Mapping[int, Sequence[int]], mode: SGMode = "code") -> np.ndarray:
-    """Per-class Semantic-Guided IoU (SCAN Eq. 6; spec §5.1): TP'_q / (P_q + G_q − TP_q).
+    """Per-class Semantic-Guided IoU (SCAN Eq. 6; SCAN ``SGIoU_SemSegEvaluator``): TP'_q / (P_q + G_q − TP_q).
 
     The union keeps the original TP, so SG-IoU_q ≤ 1 and classes without fathers equal their IoU.
     See :func:`sg_true_positives` for TP' and the two modes.

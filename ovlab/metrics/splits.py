@@ -1,6 +1,7 @@
-"""Seen / unseen / harmonic mIoU for an open-vocabulary class split (GKC Tab. 3; spec §6.3).
+"""Seen / unseen / harmonic mIoU for an open-vocabulary class split (GKC §4.1, Tab. 3).
 
-Two protocols (the official code does not settle which the paper used, spec §6.3 [AMBIG]):
+Two protocols (the paper does not say which it used and the official code does not settle it, so
+we offer both):
 
 - ``"split-vocab"``: S is the mIoU of a run whose vocabulary holds only the seen classes (GT of
   unseen classes ignored), U the mIoU of a separate run with only the unseen classes — two

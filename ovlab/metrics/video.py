@@ -1,8 +1,8 @@
-"""Seen / unseen / harmonic mIoU of the open-vocabulary video benchmark (GKC §4.4 Tab. 3; spec §6.3).
+"""Seen / unseen / harmonic mIoU of the open-vocabulary video benchmark (GKC §4.4, Tab. 3).
 
-Frames of every clip are scored as semantic maps (spec §6.4 "evaluate per-frame semantic maps"):
+Frames of every clip are scored as semantic maps (GKC does not say how it scores videos; this is our choice):
 confusion matrices accumulate over all counted frames of all clips, and mIoU follows detectron2
-(:mod:`ovlab.metrics.scores`). Both vocabulary protocols of spec §6.3 [AMBIG]:
+(:mod:`ovlab.metrics.scores`). Both vocabulary protocols, since GKC does not say which one Tab. 3 used:
 
 - ``"split-vocab"`` (what GKC's per-split registrations imply): two runs. The *seen* run predicts
   with the 112 base names on ``val_base`` (GT in the 112-class index); the *unseen* run predicts

@@ -65,7 +65,7 @@ def grid_table(output: str | Path, table: str) -> pd.DataFrame:
     """One GKC table: the paper's row labels, our mIoU per evaluated benchmark, the paper's numbers.
 
     Args:
-        output: the grids' output folder (``gkc_grids.output``); cells live in ``<output>/<table>/<cell>``.
+        output: the grids' output folder (``tgkd.grids.output``); cells live in ``<output>/<table>/<cell>``.
         table: ``table4`` … ``table8``.
 
     Returns:

@@ -1,4 +1,4 @@
-"""A per-frame strip of a video model's predictions on one clip (notebook 05; GKC §4.4, spec §6.4).
+"""A per-frame strip of a video model's predictions on one clip (notebook 05; GKC §4.4).
 
 Rows: the frames, the ground truth, the prediction; one column per frame. The clip is segmented as
 one space-time volume (:func:`ovlab.video.evaluate.predict_clip`) with a VIPSeg split's own

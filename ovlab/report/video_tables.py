@@ -1,9 +1,9 @@
 """GKC Table 3 (open-vocabulary video segmentation on VIPSeg) laid out like the paper, its numbers
-beside ours (GKC §4.4; spec §6.3).
+beside ours (GKC §4.4, Tab. 3).
 
 The paper's numbers (mIoU %, the video model fine-tuned on VIPSeg's 112 seen classes from the COCO
 image model, evaluated on VIPSeg val) are data here; ours come from the rows' ``metrics.json``
-(``results/video/<row>/``, written by ``python -m ovlab.experiments.video_rows --row <row>``).
+(``results/video/table3/<row>/``, written by ``ovlab grid video table3/<row>``).
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ PAPER_TABLE3: dict[str, tuple[str, float, float, float]] = {
     "kd_td": ("+ KD + TD", 45.8, 8.5, 14.4),
 }
 
-#: What the paper leaves open and how the kit fills it (spec §6.3–6.4), shown under the table.
+#: What the paper leaves open and how the kit fills it, shown under the table.
 CAVEATS: tuple[str, ...] = (
-    "Vocabulary protocol [AMBIG, spec §6.3]: GKC registers val_base with 112 names and val_novel with 12 "
+    "Vocabulary protocol (the paper does not say): GKC registers val_base with 112 names and val_novel with 12 "
     "(`split-vocab`, the code-like reading); the `generalized` protocol scores one 124-name run on val. "
     "The paper does not say which one Tab. 3 used; both are reported.",
-    "Video model [INFER, spec §6.4]: no code ships. Video Mask2Former's recipe: per-frame backbone and pixel "
+    "Video model (our choice): no code ships. Video Mask2Former's recipe: per-frame backbone and pixel "
     "decoder, queries over the space-time memory, one class per query per clip, 2-frame training clips "
     "within 20 frames; evaluation on whole videos (or windows) as per-frame semantic maps.",
     "Training split [AMBIG]: `train_base_ignore` (novel pixels ignored) by default; `train_base_delete` drops "

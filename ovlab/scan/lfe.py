@@ -1,13 +1,13 @@
-"""Low-frequency enhancement (LFE) of CLIP spatial tokens: SCAN Eq. 1, spec §4.2(2).
+"""Low-frequency enhancement (LFE) of CLIP spatial tokens: SCAN §3.1, Eq. 1.
 
 The spectrum is **not** shifted (``torch.fft.fft2``, default "backward" normalisation), so DC sits
 at (0, 0) and the highest frequencies at the array centre (⌊h/2⌋, ⌊w/2⌋). The multiplicative map
 is 1 − g with g a Gaussian centred at the array centre: 0 at the centre (high frequencies removed),
 rising towards 1 at the corners (low frequencies kept). σ is in frequency-bin units.
 
-Variants (spec §10 item 11):
+Variants ([CODE≠PAPER]):
 
-- ``code`` (SCAN ``scan/frequency.py`` ``LFM``): Conv1×1 → ReLU → Conv1×1 on the concatenated
+- ``code`` (official yongliu20/SCAN ``scan/frequency.py`` ``LFM``): Conv1×1 → ReLU → Conv1×1 on the concatenated
   real/imaginary parts, every conv 2C → 2C with bias;
 - ``paper`` (Eq. 1 as printed): Conv1×1 → ReLU.
 
@@ -24,7 +24,7 @@ LFE_VARIANTS = ("code", "paper")
 
 def frequency_filter(h: int, w: int, sigma: float, *, dtype: torch.dtype = torch.float32,
                      device: torch.device | str | None = None) -> torch.Tensor:
-    """The multiplicative spectrum map 1 − g of SCAN Eq. 1 (spec §4.2(2)).
+    """The multiplicative spectrum map 1 − g of SCAN Eq. 1 (g^i; ``scan/frequency.py``).
 
     g(u, v) = exp(−((u − ⌊h/2⌋)² + (v − ⌊w/2⌋)²) / (2σ²)), u = 0..h−1 (rows), v = 0..w−1 (columns).
     Example (16×16, σ = 9): 0 at (8, 8); at DC (0, 0) 1 − exp(−128/162) ≈ 0.546.
@@ -51,7 +51,7 @@ def frequency_filter(h: int, w: int, sigma: float, *, dtype: torch.dtype = torch
 
 
 class LowFrequencyEnhancement(nn.Module):
-    """LFE of one token grid: SCAN Eq. 1 / ``LFM`` (spec §4.2(2)).
+    """LFE of one token grid: SCAN Eq. 1 / ``LFM`` of yongliu20/SCAN ``scan/frequency.py``.
 
     Y = FFT2(X) ⊙ (1 − g_σ); Z = [Re Y, Im Y] (channels); Z ← convs(Z); Y' = Z[:C] + i·Z[C:];
     Out = X + Re(IFFT2(Y')). X is cast to float32 first (as the code does).

@@ -1,23 +1,27 @@
 """The SCAN segmenter: Mask2Former proposals calibrated by SIM, classified by the text classifier and
-by a Contextual-Shift CLIP on masked crops, scores ensembled (SCAN §3; spec §4).
+by a Contextual-Shift CLIP on masked crops, scores ensembled (SCAN §3, Fig. 2).
 
-Training and test (spec §4.2): the proposal embeddings F_N of every decoder prediction go through
-the Semantic Integration Module (:class:`ovlab.scan.sim.SemanticIntegrationModule`, shared weights,
-one memory per batch), fed by the frozen original CLIP ViT (spatial tokens of the selected blocks and
-the final embedding of the padded, CLIP-normalised image resized with ``nearest``), before the
-τ·cos text classifier with its void column.
+Training and test (SCAN §3.1, Eq. 1–3; official code yongliu20/SCAN ``scan/ovseg_model.py``): the
+proposal embeddings F_N of every decoder prediction go through the Semantic Integration Module
+(:class:`ovlab.scan.sim.SemanticIntegrationModule`, shared weights, one memory per batch), fed by the
+frozen original CLIP ViT (spatial tokens of the selected blocks and the final embedding of the
+padded, CLIP-normalised image resized with ``nearest``), before the τ·cos text classifier with its
+void column.
 
-Test only (spec §4.3–4.4, SCAN ``ovseg_model.py`` ``semantic_inference``):
+Test only (SCAN §3.2 and Fig. 2; yongliu20/SCAN ``scan/ovseg_model.py`` ``semantic_inference`` and
+``scan/modeling/clip_adapter/adapter.py``), with the numbers of one :class:`ovlab.config.scan.ScanInference`
+(:meth:`ScanSegmenter.set_inference`):
 
 1. binarise each final mask (σ(mask logits upsampled to the input) > ``mask_threshold``); drop
    empty masks;
 2. masked crops of the image (bbox, fill with the CLIP mean, bicubic resize to the CLIP size,
    CLIP-normalised), embedded by the mask-classifying CLIP with Contextual Shift
-   (:class:`ovlab.scan.shifted_vit.ContextualShiftCLIP`; the [CLS] substitutes come from the
-   original CLIP on the natural image);
+   (:class:`ovlab.scan.contextual_shift.ContextualShiftCLIP`, ratio ``cs_ratio``; the [CLS]
+   substitutes come from the original CLIP on the natural image);
 3. z_clip = ``clip_logit_scale``·cos(crop, names), max over each class's names;
-4. ``inference``: ``mask`` p = softmax(z_in)[:K]; ``clip`` p = softmax(z_clip), empty masks dropped;
-   ``both`` p = p_in^(1−λ)·p_clip^λ (:func:`ovlab.segmenter.ensemble.ensemble_probabilities`);
+4. ``mode`` (SCAN Tab. 8): ``mask`` p = softmax(z_in)[:K]; ``clip`` p = softmax(z_clip), empty masks
+   dropped; ``both`` p = p_in^(1−λ)·p_clip^λ, λ = ``clip_weight``
+   (:func:`ovlab.segmenter.ensemble.ensemble_probabilities`, ``renormalize``);
 5. seg_c(x) = Σ_q p_{q,c}·σ(m_q(x)) (:func:`ovlab.segmenter.ensemble.semantic_inference`).
 
 The CLIP towers are frozen and kept **outside** the module tree: they are not in ``state_dict()``
@@ -37,15 +41,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ovlab.clip.crops import masked_crops
-from ovlab.scan.shifted_vit import ContextualShiftCLIP
-
-from ovlab.segmenter.ensemble import (EnsembleSetting, binarize_masks, clip_probabilities, ensemble_probabilities,
-                       semantic_inference)
+from ovlab.config.scan import INFERENCE_MODES, ScanInference
+from ovlab.scan.contextual_shift import ContextualShiftCLIP
+from ovlab.scan.sim import SemanticIntegrationModule, clip_sim_inputs
+from ovlab.segmenter.ensemble import binarize_masks, clip_probabilities, ensemble_probabilities, semantic_inference
 from ovlab.segmenter.inference import names_to_classes, upsample_masks
 from ovlab.segmenter.model import Prediction, Segmenter, build_segmenter
-from ovlab.scan.sim import SemanticIntegrationModule, clip_sim_inputs
 
-INFERENCE_MODES = ("both", "mask", "clip")
+__all__ = ["INFERENCE_MODES", "ScanInference", "ScanSegmenter", "build_scan_segmenter"]
 
 
 class ScanSegmenter(Segmenter):
@@ -59,25 +62,22 @@ class ScanSegmenter(Segmenter):
         mask_clip: the mask-classifying :class:`ContextualShiftCLIP` (its ``visual`` frozen).
         clip_mean, clip_std: CLIP normalisation of [0, 1] RGB.
         sim_layers: 1-based CLIP blocks of SIM's spatial tokens. sim_resize: their resize mode.
-        inference: ``both`` | ``mask`` | ``clip`` (SCAN Tab. 8).
-        setting: mask threshold, λ and renormalisation (:class:`ovlab.segmenter.ensemble.EnsembleSetting`).
-        clip_logit_scale: τ of the crop logits (100).
-        params: the :class:`ovlab.config.scan.ScanParams` (per-benchmark presets of
-            :meth:`set_benchmark`); ``None`` = keep ``setting`` and the CS ratio as given.
+        inference: the test-time numbers (:class:`ovlab.config.scan.ScanInference`: mode, mask
+            threshold, λ, renormalisation, τ of the crop logits, CS ratio); its CS source, layers
+            and seed must be those ``mask_clip`` was built with.
+
+    Attributes:
+        settings: the :class:`ScanInference` in use (:meth:`set_inference`).
 
     Raises:
-        ValueError: unknown ``inference``.
+        TypeError / ValueError: see :meth:`set_inference`.
     """
 
     def __init__(self, backbone: nn.Module, head: nn.Module, classifier: nn.Module, pixel_mean, pixel_std, *,
                  sim: SemanticIntegrationModule | None, clip_visual: nn.Module, mask_clip: ContextualShiftCLIP,
-                 clip_mean: Sequence[float], clip_std: Sequence[float], sim_layers: Sequence[int] = (),
-                 sim_resize: str = "nearest", inference: str = "both",
-                 setting: EnsembleSetting = EnsembleSetting(0.4, 0.7), clip_logit_scale: float = 100.0,
-                 params=None):
+                 clip_mean: Sequence[float], clip_std: Sequence[float], inference: ScanInference,
+                 sim_layers: Sequence[int] = (), sim_resize: str = "nearest"):
         super().__init__(backbone, head, classifier, pixel_mean, pixel_std)
-        if inference not in INFERENCE_MODES:
-            raise ValueError(f"scan inference must be one of {INFERENCE_MODES}, got {inference!r}")
         self.sim = sim
         # frozen CLIP towers: plain attributes (not sub-modules) so they stay out of state_dict / optimiser
         self._frozen = {"visual": clip_visual, "mask_clip": mask_clip}
@@ -85,11 +85,8 @@ class ScanSegmenter(Segmenter):
             self.register_buffer(name, torch.tensor(value, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.sim_layers = [int(i) for i in sim_layers]
         self.sim_resize = sim_resize
-        self.inference = inference
-        self.setting = setting
-        self.clip_logit_scale = float(clip_logit_scale)
-        self.params = params
-        self.benchmark: str | None = None
+        self.settings: ScanInference
+        self.set_inference(inference)
 
     # ------------------------------------------------------------------------------------ plumbing
     @property
@@ -111,24 +108,31 @@ class ScanSegmenter(Segmenter):
                 m._apply(fn)
         return self
 
-    def set_benchmark(self, name: str | None) -> None:
-        """Take the per-benchmark mask threshold, λ, renormalisation and CS ratio of ``params``
-        (SCAN's yaml comments, spec §4.3(4), §4.4) for ``name`` (canonical benchmark name or alias;
-        ``None`` = the params' own values)."""
-        if name is not None:
-            from ovlab.data.benchmarks import get_benchmark
+    @property
+    def benchmark(self) -> str | None:
+        """The benchmark the current settings were resolved for (``None`` = none named)."""
+        return self.settings.benchmark
 
-            try:
-                name = get_benchmark(name).name
-            except KeyError:
-                pass
-        self.benchmark = name
-        if self.params is None:
-            return
-        key = name or ""
-        self.setting = self.params.ensemble.setting(key)
-        if self.params.contextual_shift.enabled and self.mask_clip.source != "none":
-            self.mask_clip.ratio = float(self.params.contextual_shift.ratio_for(key))
+    def set_inference(self, settings: ScanInference) -> None:
+        """Use the test-time numbers of ``settings`` from now on (e.g. one benchmark's, from
+        :meth:`ovlab.config.scan.ScanParams.inference_for`): mode, mask threshold, λ,
+        renormalisation, τ of the crop logits and the CS ratio α of the mask-classifying CLIP.
+
+        Raises:
+            TypeError: ``settings`` is not a :class:`ScanInference`.
+            ValueError: its CS source, layers or seed differ from those the mask-classifying CLIP was
+                built with (they shape it: build another model for them).
+        """
+        if not isinstance(settings, ScanInference):
+            raise TypeError(f"set_inference takes a ScanInference, got {type(settings).__name__}")
+        clip = self.mask_clip
+        built = (clip.source, tuple(int(i) for i in clip.layers), int(clip.seed))
+        wanted = (settings.cs_source, settings.cs_layers, settings.cs_seed)
+        if wanted != built:
+            raise ValueError(f"scan inference: contextual shift (source, layers, seed) {wanted} differ from the "
+                             f"mask-classifying CLIP's {built}; they are fixed when the model is built")
+        clip.ratio = float(settings.cs_ratio)
+        self.settings = settings
 
     def clip_normalize(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] → CLIP-normalised."""
@@ -136,7 +140,8 @@ class ScanSegmenter(Segmenter):
 
     # --------------------------------------------------------------------------------- train + test
     def calibrate(self, images: torch.Tensor, embeddings: list[torch.Tensor]) -> list[torch.Tensor]:
-        """SIM on each decoder prediction's proposal embeddings (shared memory and [CLS]; spec §4.2(9)).
+        """SIM on each decoder prediction's proposal embeddings (SCAN Eq. 2–3; shared memory and [CLS]
+        for the aux outputs, as yongliu20/SCAN ``scan/ovseg_model.py``).
 
         Args:
             images: (B, 3, H, W) in [0, 1]. embeddings: L tensors (B, Q, D).
@@ -188,7 +193,8 @@ class ScanSegmenter(Segmenter):
     @torch.no_grad()
     def clip_logits(self, images: torch.Tensor, mask_logits: torch.Tensor, text: torch.Tensor,
                     class_index: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Classify each proposal's masked crop with the CS-CLIP (spec §4.3(5), §4.4).
+        """Classify each proposal's masked crop with the CS-CLIP (SCAN §3.2; crops as in yongliu20/SCAN
+        ``scan/modeling/clip_adapter/adapter.py``, logits as ``scan/ovseg_model.py``).
 
         Args:
             images: (B, 3, H, W) in [0, 1] (the model input).
@@ -201,7 +207,7 @@ class ScanSegmenter(Segmenter):
         """
         b, q = mask_logits.shape[:2]
         h, w = images.shape[-2:]
-        binary, valid = binarize_masks(upsample_masks(mask_logits.float(), (h, w)), self.setting.mask_threshold)
+        binary, valid = binarize_masks(upsample_masks(mask_logits.float(), (h, w)), self.settings.mask_threshold)
         out = torch.zeros(b, q, num_classes, dtype=torch.float32, device=images.device)
         names = F.normalize(text.float(), dim=-1)
         visual = self.mask_clip.visual
@@ -224,7 +230,7 @@ class ScanSegmenter(Segmenter):
                         if source == "original" else None)
             emb = self.mask_clip(crops.to(images.device), regions.to(images.device), natural=natural[i:i + 1],
                                  unmasked=unmasked, normalize=True)
-            z = self.clip_logit_scale * emb.float() @ names.T                               # (N, M)
+            z = self.settings.clip_logit_scale * emb.float() @ names.T                               # (N, M)
             z = names_to_classes(torch.cat([z, z.new_zeros(z.shape[0], 1)], -1), class_index, num_classes)
             out[i, idx] = z[:, :num_classes]
         return out, valid
@@ -232,22 +238,23 @@ class ScanSegmenter(Segmenter):
     @torch.no_grad()
     def class_probabilities(self, images: torch.Tensor, final: Prediction, text: torch.Tensor,
                             class_index: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-proposal class scores p̂ (B, Q, K) of the ``inference`` mode and the queries kept
-        ((B, Q) bool, ``clip`` mode only; else ``None``)."""
+        """Per-proposal class scores p̂ (B, Q, K) of the settings' ``mode`` (SCAN Tab. 8) and the
+        queries kept ((B, Q) bool, ``clip`` mode only; else ``None``)."""
+        s = self.settings
         z_in = names_to_classes(final.logits, class_index, num_classes)
-        if self.inference == "mask":
+        if s.mode == "mask":
             return z_in.float().softmax(-1)[..., :-1], None
         z_clip, valid = self.clip_logits(images, final.masks, text, class_index, num_classes)
         p_clip = clip_probabilities(z_clip, valid)
-        if self.inference == "clip":
+        if s.mode == "clip":
             return p_clip, valid
-        return ensemble_probabilities(z_in, p_clip, self.setting.clip_weight, valid=valid,
-                                      renormalize=self.setting.renormalize), None
+        return ensemble_probabilities(z_in, p_clip, s.clip_weight, valid=valid, renormalize=s.renormalize), None
 
     @torch.no_grad()
     def segment(self, images: torch.Tensor, text: torch.Tensor, class_index: torch.Tensor,
                 num_classes: int, size: tuple[int, int] | None = None) -> torch.Tensor:
-        """Semantic scores for any vocabulary with SIM, CS-CLIP and the ensemble (spec §4.4).
+        """Semantic scores for any vocabulary with SIM, CS-CLIP and the ensemble (SCAN Fig. 2;
+        yongliu20/SCAN ``scan/ovseg_model.py`` ``semantic_inference``).
 
         Args:
             images: (B, 3, H, W) in [0, 1], multiples of 32.
@@ -272,45 +279,44 @@ def _vit_blocks(visual) -> int:
     return len(visual.transformer.resblocks)
 
 
-def build_scan_segmenter(stage_cfg, embed_dim: int, clip, *, mask_visual: nn.Module | None = None) -> ScanSegmenter:
-    """Build a :class:`ScanSegmenter` from a :class:`ovlab.config.scan.ScanStageParams` (seed torch first).
+def build_scan_segmenter(stage_cfg, embed_dim: int, clip, *, inference: ScanInference,
+                         mask_visual: nn.Module | None = None) -> ScanSegmenter:
+    """Build a :class:`ScanSegmenter` (seed torch first).
 
     The segmenter part is built exactly as :func:`ovlab.segmenter.model.build_segmenter` (same
-    draws from the torch RNG), then SIM.
+    draws from the torch RNG), then SIM, then the mask-classifying CLIP with the CS source, layers,
+    ratio and seed of ``inference``.
 
     Args:
-        stage_cfg: the ``scan`` section (uses ``model`` and ``scan``).
+        stage_cfg: the ``scan`` section (:class:`ovlab.config.scan.ScanStageParams`; uses ``model``
+            and ``scan.sim``, the parts that are trained).
         embed_dim: CLIP joint dimension D.
         clip: the :class:`ovlab.clip.ClipModel` (a ViT; frozen): SIM inputs, [CLS] substitutes and,
             without ``mask_visual``, the mask-classifying CLIP.
+        inference: the test-time numbers (``stage_cfg.scan.inference_for(dataset)``).
         mask_visual: the mask-classifying ViT (SCAN: the CS-fine-tuned CLIP), or ``None``.
 
     Raises:
         TypeError: the CLIP is not a plain ViT.
         ValueError: SIM or CS blocks outside the CLIP's depth, or SIM heads not dividing D.
     """
-    scan = stage_cfg.scan
+    sim_cfg = stage_cfg.scan.sim
     visual = clip.model.visual
     n_blocks = _vit_blocks(visual)
     base = build_segmenter(stage_cfg.model, embed_dim, clip)
     sim = None
-    if scan.sim.enabled:
-        bad = [i for i in scan.sim.layers if i > n_blocks]
+    if sim_cfg.enabled:
+        bad = [i for i in sim_cfg.layers if i > n_blocks]
         if bad:
             raise ValueError(f"scan.sim.layers {bad} outside the CLIP's blocks 0..{n_blocks}")
-        sim = SemanticIntegrationModule.from_params(scan.sim, int(visual.class_embedding.shape[-1]), embed_dim)
-        if not scan.sim.use_cls:
+        sim = SemanticIntegrationModule.from_params(sim_cfg, int(visual.class_embedding.shape[-1]), embed_dim)
+        if not sim_cfg.use_cls:
             sim.gamma.requires_grad_(False)        # unused without F_CLS: keep it out of the optimiser (and DDP)
-    cs = scan.contextual_shift
-    on = cs.enabled and cs.source != "none"
     mask_clip = ContextualShiftCLIP(mask_visual if mask_visual is not None else visual,
-                                    layers=cs.layers if on else [], ratio=cs.ratio if on else 0.0,
-                                    source=cs.source if on else "none",
-                                    original_visual=visual if mask_visual is not None else None, seed=cs.seed)
-    model = ScanSegmenter(base.backbone, base.head, base.classifier, stage_cfg.model.pixel_mean,
-                          stage_cfg.model.pixel_std, sim=sim, clip_visual=visual, mask_clip=mask_clip,
-                          clip_mean=clip.mean, clip_std=clip.std, sim_layers=scan.sim.layers,
-                          sim_resize=scan.sim.resize, inference=scan.inference,
-                          setting=scan.ensemble.setting(""), clip_logit_scale=scan.clip_logit_scale, params=scan)
-    model.set_benchmark(None)
-    return model
+                                    layers=inference.cs_layers, ratio=inference.cs_ratio, source=inference.cs_source,
+                                    original_visual=visual if mask_visual is not None else None,
+                                    seed=inference.cs_seed)
+    return ScanSegmenter(base.backbone, base.head, base.classifier, stage_cfg.model.pixel_mean,
+                         stage_cfg.model.pixel_std, sim=sim, clip_visual=visual, mask_clip=mask_clip,
+                         clip_mean=clip.mean, clip_std=clip.std, inference=inference, sim_layers=sim_cfg.layers,
+                         sim_resize=sim_cfg.resize)

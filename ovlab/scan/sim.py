@@ -1,6 +1,6 @@
-"""Semantic Integration Module (SIM): SCAN Eq. 1–3, spec §4.2.
+"""Semantic Integration Module (SIM): SCAN §3.1, Eq. 1–3.
 
-Pipeline (code variant = SCAN ``scan/ovseg_model.py`` + ``scan/frequency.py``):
+Pipeline (code variant = the official yongliu20/SCAN ``scan/ovseg_model.py`` + ``scan/frequency.py``):
 
 1. spatial tokens F_HW^i of the selected blocks of the frozen original CLIP ViT (1-based block
    outputs, [CLS] excluded, :func:`clip_sim_inputs`);
@@ -36,7 +36,7 @@ def clip_sim_inputs(visual, images: torch.Tensor, layers: Sequence[int], *,
     """The original-CLIP inputs of SIM: spatial tokens of ``layers`` and the final embedding.
 
     The images are resized to the ViT's input size with ``F.interpolate`` (SCAN: default
-    ``nearest`` mode, padding included, spec §4.1), then run by :func:`ovlab.clip.dense.vit_features`
+    ``nearest`` mode, padding included: yongliu20/SCAN ``scan/ovseg_model.py``), then run by :func:`ovlab.clip.dense.vit_features`
     (no gradients; the original CLIP is frozen).
 
     Args:
@@ -60,7 +60,10 @@ def clip_sim_inputs(visual, images: torch.Tensor, layers: Sequence[int], *,
 
 
 class CrossAttentionStack(nn.Module):
-    """SCAN ``CA(num)``: E ← E + MHA_l(E, M, M), LayerNorm_l after every layer but the last (spec §4.2(5)).
+    """SCAN's ``CA(num)``: E ← E + MHA_l(E, M, M), LayerNorm_l after every layer but the last.
+
+    SCAN Eq. 2 is one MHA (``layers=1, residual=False``); the official SIM code (yongliu20/SCAN
+    ``scan/ovseg_model.py``, ``scan/frequency.py``) stacks 5 with residuals.
 
     Args:
         dim: D. heads: attention heads (8). layers: n ≥ 1 (code 5, paper 1).
@@ -87,7 +90,7 @@ class CrossAttentionStack(nn.Module):
 
 
 class SemanticIntegrationModule(nn.Module):
-    """SIM: calibrates proposal embeddings with the original CLIP (SCAN Eq. 1–3, spec §4.2).
+    """SIM: calibrates proposal embeddings with the original CLIP (SCAN §3.1, Eq. 1–3).
 
     Args:
         clip_width: C_v, width of the CLIP ViT tokens (ViT-L 1024, ViT-B 768, tiny ViT 64).

@@ -1,4 +1,4 @@
-"""GKC's training augmentation (detectron2 mapper ``detr_panoptic_caption_syn_kd``; spec §2.4).
+"""GKC's training augmentation (GKC §4.2; GKC ``detr_panoptic_caption_syn_kd_dataset_mapper.py``).
 
 RandomFlip (horizontal, p = 0.5) → ``ResizeScale(min, max, S, S)`` (scale s ~ U[min, max]; the image
 is resized, keeping its aspect ratio, to fit in s·S × s·S) → ``FixedSizeCrop(S)`` (random S×S crop,

@@ -1,7 +1,7 @@
 """Backbones of the segmenter: res2–res5 feature maps (strides 4/8/16/32).
 
 - :class:`ClipResNetTrunk`: the visual tower of a CLIP ModifiedResNet (RN50 / RN101 / the tiny
-  ``ovlab-tiny-rn``) without its attention pool (GKC ``VISION_FEATURE='queryClass'``, spec §2.1);
+  ``ovlab-tiny-rn``) without its attention pool (GKC ``VISION_FEATURE='queryClass'``; GKC ``mask2former/clip_models.py``);
   its BatchNorm layers are trained (``FREEZE_AT=0``, plain BN).
 - :class:`TorchvisionResNetTrunk`: an ImageNet ResNet-50/101 (GKC Tab. 7b), weights from a local
   file when given (nothing is downloaded).

@@ -1,4 +1,4 @@
-"""Query classification targets and the void-weighted CE (Mask2Former ``loss_labels``; spec §2.3).
+"""Query classification targets and the void-weighted CE (Mask2Former ``loss_labels``; L_CE of GKC Eq. 4).
 
 NOTE (helper, losses issue 6): this file was accidentally overwritten by the losses helper at
 00:09 while the lead was writing it; it was rebuilt from how ``criterion.py`` calls it
@@ -29,7 +29,7 @@ def query_targets(
 ) -> torch.Tensor:
     """Per-query class targets: void everywhere, the matched GT's label at matched queries.
 
-    Region dropout (GKC yaml ``PER_REGION.DROPOUT``, not in the paper; spec §2.3): each matched
+    Region dropout (GKC yaml ``PER_REGION.DROPOUT``, not in the paper): each matched
     query's target becomes ``ignore_index`` independently with probability ``region_dropout``
     (one uniform draw per matched query, images in order, matches in order).
 

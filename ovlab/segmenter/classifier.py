@@ -1,9 +1,9 @@
-"""Open-vocabulary class head: query embeddings projected to the CLIP text space (GKC §3, spec §2.1–2.2).
+"""Open-vocabulary class head: query embeddings projected to the CLIP text space (GKC §3, Fig. 2).
 
 For each decoder prediction l: prior_l = class_embed(q_l) (Linear hidden→hidden, shared; the KD
 student "prior"), e_l = embed_proj_l(prior_l) = Linear_l(ReLU(prior_l)) (hidden→D, one per layer,
 as GKC's ``aux_embed_porj_i``), logits z_{q,k} = τ·⟨ê_q, t̂_k⟩ over the K text embeddings plus a
-learnable void embedding as column K (spec §2.2), τ = exp(θ), θ learnable, init log(1/0.07).
+learnable void embedding as column K (GKC ``non_object_embedding``), τ = exp(θ), θ learnable, init log(1/0.07).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class TextClassifier(nn.Module):
         return priors, [proj(p) for proj, p in zip(self.embed_proj, priors)]
 
     def logits(self, embeddings: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """z = τ·cos(e, [t; void]) (spec §2.2).
+        """z = τ·cos(e, [t; void]) (GKC ``mask2former/maskformer_model_voca_dense_kd_syn.py``).
 
         Args:
             embeddings: (B, Q, D).

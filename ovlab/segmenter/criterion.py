@@ -1,4 +1,5 @@
-"""The Mask2Former set criterion on every decoder prediction (deep supervision; spec §2.3).
+"""The Mask2Former set criterion on every decoder prediction (deep supervision, as GKC
+``mask2former/maskformer_model_voca_dense_kd_syn.py``).
 
 Each prediction l is matched independently (:class:`~.matcher.HungarianMatcher`) and gets
 ``loss_mask`` (BCE), ``loss_dice`` and ``loss_ce``; the final prediction's terms carry the plain

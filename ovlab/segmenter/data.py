@@ -48,7 +48,8 @@ class Batch:
     """A batch for one process: images (b, 3, S, S), b lists of labels (N_i,) and masks (N_i, S, S).
 
     ``sources`` are the un-augmented :class:`Example` of each image (same segment order as ``labels``:
-    the GKC teacher's ``crop`` input, spec §3.2); ``iteration`` and ``slots`` identify the draw.
+    the GKC teacher's ``crop`` input, GKC ``detr_panoptic_caption_syn_kd_dataset_mapper.py``); ``iteration`` and
+    ``slots`` identify the draw.
     """
 
     images: torch.Tensor

@@ -1,6 +1,8 @@
-"""Score ensembling of the in-model and CLIP classifiers, and semantic inference (spec §4.4).
+"""Score ensembling of the in-model and CLIP classifiers, and semantic inference (SCAN §3, Fig. 2:
+"the matching scores of both model embeddings and CLIP are combined").
 
-Source: SCAN ``scan/ovseg_model.py`` ``semantic_inference`` (the OVSeg rule):
+Source: the official yongliu20/SCAN ``scan/ovseg_model.py`` ``semantic_inference`` (the OVSeg rule; the
+paper gives no formula):
 
 - p_in = softmax(z_in over K+1)[:K] (void normalised in, then dropped);
 - p_clip = softmax(z_clip[:K]) (void column dropped **before** the softmax); p_clip ≡ 1 for masks
@@ -10,8 +12,9 @@ Source: SCAN ``scan/ovseg_model.py`` ``semantic_inference`` (the OVSeg rule):
   p̂ = softmax(log(q + ε))[:K] = (q + ε)[:K] / (1 + (K+1)·ε), ε = 1e-8; other datasets p̂ = p;
 - seg_c(x) = Σ_q p̂_{q,c}·σ(m_q(x)), then argmax.
 
-The mask threshold and λ are tuned per benchmark in SCAN's yaml comments ([CODE≠PAPER]):
-:data:`ENSEMBLE_PRESETS`.
+The functions take plain numbers. The mask threshold and λ are tuned per benchmark in the comments
+of yongliu20/SCAN ``configs/scan_vitL.yaml`` and its ViT-B config ([CODE≠PAPER]):
+:data:`ovlab.config.presets.ENSEMBLE_PRESETS`, resolved by :meth:`ovlab.config.scan.ScanParams.inference_for`.
 """
 
 from __future__ import annotations
@@ -19,13 +22,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ovlab.config.presets import EnsembleSetting
-
 RENORMALIZE_EPS = 1e-8
 
 
 def binarize_masks(mask_logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Region masks for the CLIP crops: σ(m) > threshold, and which are non-empty (spec §4.3(5)).
+    """Region masks for the CLIP crops: σ(m) > threshold, and which are non-empty (``MASK_THR`` and
+    ``valid_flag`` of yongliu20/SCAN ``scan/modeling/clip_adapter/adapter.py``).
 
     Args:
         mask_logits: (..., H, W) float. threshold: in [0, 1].
@@ -39,7 +41,7 @@ def binarize_masks(mask_logits: torch.Tensor, threshold: float) -> tuple[torch.T
 
 def clip_probabilities(clip_logits: torch.Tensor, valid: torch.Tensor | None = None, *,
                        has_void: bool = False) -> torch.Tensor:
-    """p_clip = softmax over the K class columns; 1 for invalid masks (spec §4.4).
+    """p_clip = softmax over the K class columns; 1 for invalid masks (yongliu20/SCAN ``scan/ovseg_model.py``).
 
     Args:
         clip_logits: (B, Q, K) class columns of the CLIP logits; a (B, Q, K+1) tensor with the void
@@ -60,7 +62,7 @@ def clip_probabilities(clip_logits: torch.Tensor, valid: torch.Tensor | None = N
 def ensemble_probabilities(in_logits: torch.Tensor, clip_probs: torch.Tensor, clip_weight: float, *,
                            valid: torch.Tensor | None = None, renormalize: bool = False,
                            eps: float = RENORMALIZE_EPS) -> torch.Tensor:
-    """Geometric ensemble p̂ of SCAN/OVSeg (spec §4.4).
+    """Geometric ensemble p̂ of SCAN/OVSeg (yongliu20/SCAN ``scan/ovseg_model.py`` ``semantic_inference``).
 
     Args:
         in_logits: (B, Q, K+1) in-model class logits, void last.
@@ -99,7 +101,8 @@ def ensemble_probabilities(in_logits: torch.Tensor, clip_probs: torch.Tensor, cl
 
 def semantic_inference(class_probs: torch.Tensor, mask_logits: torch.Tensor,
                        keep: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-pixel class scores seg_c(x) = Σ_q p̂_{q,c}·σ(m_q(x)) (spec §4.4; Mask2Former semantic inference).
+    """Per-pixel class scores seg_c(x) = Σ_q p̂_{q,c}·σ(m_q(x)) (Mask2Former semantic inference, as
+    yongliu20/SCAN ``scan/ovseg_model.py``).
 
     Args:
         class_probs: (B, Q, K) p̂ (:func:`ensemble_probabilities`).

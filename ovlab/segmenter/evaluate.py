@@ -4,7 +4,8 @@ Resolution protocol (``eval.resize``): ``short_side`` resizes the image so its s
 ``short_side`` (long side capped at ``max_size``), pads to a multiple of 32 with grey, predicts,
 crops the padding and upsamples the scores bilinearly to the ground truth's size; ``none`` predicts
 at the native size (padded). The vocabulary is the benchmark's whole class list (the ``generalized``
-protocol: seen and unseen classes compete; spec §6.3); seen / unseen / harmonic use the catalog's
+protocol: seen and unseen classes compete, as in SCAN
+``GeneralizedSemSegEvaluator``); seen / unseen / harmonic use the catalog's
 ``novel`` flags.
 """
 

@@ -1,4 +1,7 @@
-"""Semantic inference of a mask-classification model (Mask2Former; GKC code L1061–1064, spec §2.2)."""
+"""Semantic inference of a mask-classification model (Mask2Former).
+
+As GKC ``mask2former/maskformer_model_voca_dense_kd_syn.py`` L1061–1064.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ import torch.nn.functional as F
 
 
 def names_to_classes(logits: torch.Tensor, class_index: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Per-class logits as the max over each class's names' logits, void kept last (spec §2.2).
+    """Per-class logits as the max over each class's names' logits, void kept last (GKC
+    ``mask2former/maskformer_model_voca_dense_kd_syn.py`` L778–781).
 
     Args:
         logits: (..., M + 1) logits over M names plus void (last column).

@@ -1,7 +1,7 @@
 """Mask2Former pixel decoder and masked-attention transformer decoder, from Hugging Face transformers.
 
 We reuse ``transformers``' pure-PyTorch Mask2Former modules (multi-scale deformable attention
-through ``grid_sample``; no compiled CUDA op) and drive them with our own backbone (spec §2.1):
+through ``grid_sample``; no compiled CUDA op) and drive them with our own backbone (GKC §3, Fig. 2):
 
 - pixel decoder: deformable-attention encoder on res3–res5 (``encoder_layers``, 6 in GKC), FPN
   to the 1/4 mask features (``mask_dim``), GroupNorm;
@@ -60,7 +60,7 @@ def mask2former_config(*, hidden_dim: int, mask_dim: int, num_queries: int, deco
 
 
 class Mask2FormerHead(Mask2FormerPreTrainedModel):
-    """Pixel decoder + masked-attention decoder over backbone features (Mask2Former; GKC §3, spec §2.1).
+    """Pixel decoder + masked-attention decoder over backbone features (Mask2Former; GKC §3, Fig. 2).
 
     Args:
         config: see :func:`mask2former_config`.

@@ -1,4 +1,4 @@
-"""Point-sampled mask losses of Mask2Former (spec §2.3): sigmoid BCE + dice on sampled points.
+"""Point-sampled mask losses of Mask2Former (L_M of GKC Eq. 4): sigmoid BCE + dice on sampled points.
 
 Points: ``oversample_ratio``·P random candidates per matched mask, the ``importance_ratio``·P most
 uncertain (uncertainty = −|logit|) kept, the rest uniformly random. BCE is the mean over points, dice

@@ -1,4 +1,4 @@
-"""Hungarian matching of queries to ground-truth segments (Mask2Former; GKC ``matcher.py``, spec §2.3).
+"""Hungarian matching of queries to ground-truth segments (Mask2Former; GKC ``modeling/matcher.py``).
 
 Cost C = w_mask·BCE_pts + w_dice·Dice_pts − w_class·softmax(z)[target], on ``num_points`` uniformly
 random points shared by all masks of an image; solved by scipy's ``linear_sum_assignment``. The

@@ -1,4 +1,5 @@
-"""The GKC segment-then-classify segmenter (GKC §3; spec §2.1–2.2).
+"""The GKC segment-then-classify segmenter (GKC §3, Fig. 2; GKC
+``mask2former/maskformer_model_voca_dense_kd_syn.py``).
 
 Backbone (CLIP ResNet trunk or ImageNet ResNet) → Mask2Former pixel decoder and masked-attention
 decoder (:mod:`.mask2former`) → per-prediction query embeddings in the CLIP text space and mask
@@ -24,7 +25,7 @@ class Prediction:
     """One decoder prediction for a batch (B images, Q queries, D = CLIP dim).
 
     Attributes:
-        prior: (B, Q, hidden) ``class_embed`` output (the KD student "prior", spec §3.2).
+        prior: (B, Q, hidden) ``class_embed`` output (the KD student "prior", GKC Tab. 6).
         embedding: (B, Q, D) projected query embedding (not normalised; the student "post").
         masks: (B, Q, H/4, W/4) mask logits.
         logits: (B, Q, M + 1) τ·cos logits over the M names of the text passed plus void, or ``None``.
@@ -81,7 +82,7 @@ class Segmenter(nn.Module):
     @torch.no_grad()
     def segment(self, images: torch.Tensor, text: torch.Tensor, class_index: torch.Tensor,
                 num_classes: int, size: tuple[int, int] | None = None) -> torch.Tensor:
-        """Semantic scores for any vocabulary (Mask2Former semantic inference, spec §2.2).
+        """Semantic scores for any vocabulary (Mask2Former semantic inference).
 
         Args:
             images: (B, 3, H, W) in [0, 1], multiples of 32.

@@ -24,7 +24,8 @@ def _net(model):
 def class_predictions(preds: list, vocab) -> list:
     """Predictions with per-class logits: the model scores the vocabulary's M names, the criterion's
     targets index its K classes; a multi-name class (``,`` / ``_or_`` parts) takes the max over its
-    names, void last, as at inference (spec §2.2). One name per class in order: ``preds`` itself.
+    names, void last, as at inference (GKC ``mask2former/maskformer_model_voca_dense_kd_syn.py`` L778–781).
+    One name per class in order: ``preds`` itself.
 
     Args:
         preds: per decoder layer, predictions whose ``logits`` are (B, Q, M + 1).
@@ -49,7 +50,7 @@ def first_name_rows(vocab) -> torch.Tensor:
 
 
 class MaskObjective:
-    """Mask2Former losses on the vocabulary's classes (the baseline; spec §2.3).
+    """Mask2Former losses on the vocabulary's classes (the baseline: L_M + L_CE of GKC Eq. 4).
 
     Args:
         loss_params: the section's ``loss`` (:class:`ovlab.config.train.LossParams`).

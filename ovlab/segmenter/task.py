@@ -3,6 +3,7 @@
 :func:`ovlab.engine.trainer.train` owns the loop (optimiser, schedule, AMP, checkpoints, exact
 resume, DVCLive, DDP); a task supplies what differs between models:
 
+- ``resolve(stage) -> stage``: the stage with every value filled in (called before training);
 - ``build(stage) -> Built``: CLIP + freshly initialised model (torch seeded);
 - ``vocabulary(stage, clip) -> Vocabulary``: the training classes and their text embeddings;
 - ``batches(stage, vocab, rank, world)``: a ``Dataset`` whose item ``it`` is this process's batch of
@@ -50,6 +51,11 @@ def read_training_records(stage):
 class ImageTask:
     """The segment-then-classify segmenter on COCO-panoptic-layout data with the Mask2Former losses
     (the baseline of GKC §3 and SCAN §3; Mask2Former ``mask2former/maskformer_model.py``)."""
+
+    def resolve(self, stage):
+        """The stage with every value the run needs filled in (here: ``stage`` itself). The video task
+        takes its model and CLIP from the init checkpoint here."""
+        return stage
 
     def build(self, stage) -> Built:
         return build(stage)

@@ -1,4 +1,4 @@
-"""Vocabularies of the segmenter: class names → CLIP text embeddings (frozen text encoder; spec §2.2)."""
+"""Vocabularies of the segmenter: class names → CLIP text embeddings (frozen text encoder; GKC §3, Fig. 2)."""
 
 from __future__ import annotations
 

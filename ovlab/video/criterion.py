@@ -1,5 +1,6 @@
 """Training objective of the video model: Mask2Former losses over space-time tubes, with GKC's TD and
-KD applied per frame instance (GKC §3.4, §4.4 Tab. 3; spec §6.4).
+KD applied per frame instance (GKC §3.4, §4.4, Tab. 3; GKC's release has no video model, so this
+follows the paper and Video Mask2Former).
 
 **Mask losses.** The image :class:`ovlab.segmenter.criterion.SetCriterion` runs unchanged on the clip
 presented as one tall image: prediction masks (Q, T, h, w) become (Q, T·h, w) and target tubes
@@ -10,7 +11,8 @@ points over the tube (VMF samples the same P points in every frame and averages 
 points fall anywhere in the T frames, and the dice loss is one dice over the tube). A query has one
 class prediction per clip, so the CE is per clip instance.
 
-**Text diversification** (``gkc.td``, :mod:`ovlab.gkc.diversify`): the model scores the training
+**Text diversification** (``gkc.td``, :mod:`ovlab.gkc.diversify`, GKC §3.1; the
+:class:`~ovlab.gkc.diversify.TextDiversification` built once from the params): the model scores the training
 vocabulary's names and every synonym of every training class (WordNet sets,
 :mod:`ovlab.vocab.auto_synonyms`); matching and the plain CE use the class logits of the vocabulary's
 names (max over a class's ``_or_`` parts, as at evaluation), the TD CE the synonyms' logits. ``random`` draws one name per clip instance with the synonym score of
@@ -18,7 +20,8 @@ GKC Eq. 1, computed from the frozen CLIP features of the instance's frames (the 
 features, averaged over the frames in which the instance is visible and kept for KD; an instance
 with none gets its canonical name) at CLIP's temperature 1 / logit scale.
 
-**Knowledge distillation** (``gkc.kd``, :mod:`ovlab.gkc.distill`): every frame in which a GT
+**Knowledge distillation** (``gkc.kd``, :mod:`ovlab.gkc.distill`, GKC §3.2, Eq. 2–3; the
+:class:`~ovlab.gkc.distill.Distillation` built once from the params): every frame in which a GT
 instance is visible is one *frame instance*: its teacher feature r is the frozen CLIP's feature of
 that frame masked by the instance's mask (:class:`ovlab.gkc.distill_heads.ClipTeacher`), its student v
 is the matched query's embedding (one per clip, shared by the instance's frames, through the
@@ -40,8 +43,8 @@ from torch.nn.parallel import DistributedDataParallel
 from ovlab.gkc.synonym_score import synonym_score
 from ovlab.clip.text import build_text_bank
 from ovlab.segmenter.criterion import CriterionOutput, SetCriterion
-from ovlab.gkc.distill import distill_loss, subsample_instances
-from ovlab.gkc.diversify import batch_columns, classification_loss, image_columns, sample_synonyms
+from ovlab.gkc.distill import build_distillation
+from ovlab.gkc.diversify import build_text_diversification
 from ovlab.gkc.distill_heads import ClipTeacher
 from ovlab.segmenter.inference import names_to_classes
 from ovlab.vocab.auto_synonyms import cached_auto_synonym_table, canonical_name
@@ -104,15 +107,19 @@ class VideoObjective:
         self.num_classes = len(vocab)
         self.class_index = vocab.class_index.cpu()
         self.first = first_names(self.class_index, self.num_classes)
-        td, kd = self.gkc.td, self.gkc.kd
-        self.syn, self.bank = None, None
-        if td.strategy != "none":
-            self.syn = video_synonyms(stage, vocab)
-            groups = [[self.syn.names[i] for i in self.syn.class_names(k)] for k in range(self.syn.num_classes)]
-            self.bank = build_text_bank(built.clip, groups, cfg.model.templates,
-                                        cache_dir=stage.path(stage.base.paths.cache)).embeddings
+        kd = self.gkc.kd
+
+        def bank(syn):
+            groups = [[syn.names[i] for i in syn.class_names(k)] for k in range(syn.num_classes)]
+            return build_text_bank(built.clip, groups, cfg.model.templates,
+                                   cache_dir=stage.path(stage.base.paths.cache)).embeddings
+
+        # Random TD scores each clip instance from the teacher's features (no score table)
+        self.td = build_text_diversification(self.gkc.td, lambda: video_synonyms(stage, vocab), bank)
+        self.syn, self.bank = self.td.vocab, self.td.bank
+        self.kd = build_distillation(kd)
         self.teacher = None
-        if kd.mode != "none" or td.strategy == "random":
+        if self.kd.enabled or self.td.draws:
             self.teacher = ClipTeacher(built.clip, kd.teacher, kd.spatial_pool, kd.teacher_input, kd.teacher_eval)
         self.temperature = 1.0 / float(built.clip.logit_scale)
 
@@ -125,7 +132,7 @@ class VideoObjective:
         (its ``_or_`` parts, as at evaluation), so the plain terms are the same with and without TD.
         """
         ci = self.class_index.to(preds[-1].logits.device)
-        plain, names = [], None if self.syn is None else []
+        plain, names = [], [] if self.td.enabled else None
         for p in preds:
             void = p.logits[..., -1:]
             plain.append(replace(p, logits=names_to_classes(torch.cat([p.logits[..., :num_names], void], -1), ci,
@@ -140,7 +147,7 @@ class VideoObjective:
         present = batch.present()
         out = [(b, t, i) for b, p in enumerate(present) for t in range(p.shape[1]) for i in range(p.shape[0])
                if bool(p[i, t])]
-        keep = subsample_instances(len(out), self.gkc.kd.max_instances, generator)
+        keep = self.kd.subsample(len(out), generator)
         return out if keep is None else [out[k] for k in keep.tolist()]
 
     def teacher_features(self, batch, triples) -> torch.Tensor:
@@ -153,42 +160,39 @@ class VideoObjective:
 
     def draw_names(self, batch, triples, teacher, generator) -> list[torch.Tensor]:
         """Per clip, (N_b,) name index of each instance: canonical, or drawn (Random TD, GKC Eq. 1)."""
-        td = self.gkc.td
         out = []
         for b, labels in enumerate(batch.labels):
             lab = labels.cpu()
-            if td.strategy != "random":
-                out.append(torch.tensor([self.syn.canonical_index[k] for k in lab.tolist()], dtype=torch.long))
-                continue
-            scores = []
-            for i, k in enumerate(lab.tolist()):
-                rows = [r for r, (bb, _, ii) in enumerate(triples) if bb == b and ii == i]
-                if not rows:
-                    scores.append(None)
-                    continue
-                feat = teacher[rows].float().mean(0, keepdim=True)
-                names = self.bank[list(self.syn.class_names(k))]
-                scores.append(synonym_score(feat.cpu(), names, self.temperature)[0])
-            out.append(sample_synonyms(lab, scores, self.syn, mode=td.random_mode, threshold=td.threshold,
-                                       fallback=td.fallback, generator=generator))
+            out.append(self.td.draw_names(lab, lambda: self._instance_scores(b, lab, triples, teacher), generator))
         return out
+
+    def _instance_scores(self, b: int, labels: torch.Tensor, triples, teacher) -> list:
+        """GKC Eq. 1 synonym scores of clip b's instances from their kept frames' teacher features
+        (``None`` for an instance with no kept frame)."""
+        scores = []
+        for i, k in enumerate(labels.tolist()):
+            rows = [r for r, (bb, _, ii) in enumerate(triples) if bb == b and ii == i]
+            if not rows:
+                scores.append(None)
+                continue
+            feat = teacher[rows].float().mean(0, keepdim=True)
+            names = self.bank[list(self.syn.class_names(k))]
+            scores.append(synonym_score(feat.cpu(), names, self.temperature)[0])
+        return scores
 
     # ------------------------------------------------------------------------------ forward
     def __call__(self, net, batch, text: torch.Tensor, generator: torch.Generator) -> CriterionOutput:
-        td, kd = self.gkc.td, self.gkc.kd
-        bank = torch.cat([text, self.bank.to(text)]) if self.bank is not None else text
+        td, kd = self.td, self.kd
+        bank = torch.cat([text, self.bank.to(text)]) if td.enabled else text
         preds = net(batch.images, bank)
         plain, name_logits = self._split_logits(preds, text.shape[0])
         out = self.criterion([p.stacked() for p in plain], batch.labels, batch.stacked_masks(), generator=generator)
-        if self.syn is None and kd.mode == "none":
+        if not td.enabled and not kd.enabled:
             return out
         triples = self.frame_instances(batch, generator) if self.teacher is not None else []
         teacher = self.teacher_features(batch, triples) if self.teacher is not None else None
-        names = self.draw_names(batch, triples, teacher, generator) if self.syn is not None else None
-        columns = None
-        if td.strategy == "random":
-            columns = batch_columns([image_columns(batch.labels[b].cpu(), names[b], self.syn)
-                                     for b in range(len(batch.labels))])
+        names = self.draw_names(batch, triples, teacher, generator) if td.enabled else None
+        columns = td.columns(batch.labels, names)
         deep = self.cfg.loss.deep_supervision
         layers = preds if deep else preds[-1:]
         last = len(layers) - 1
@@ -196,21 +200,15 @@ class VideoObjective:
         for li, pred in enumerate(layers):
             suffix = "" if li == last else f"_{li}"
             matches, targets = out.matches[li], out.class_targets[li]
-            if self.syn is not None:
-                name_targets = None
-                if columns is not None:
-                    name_targets = torch.zeros_like(targets)
-                    for b, (q, t) in enumerate(matches):
-                        name_targets[b, q.to(targets.device)] = names[b][t.cpu()].to(targets.device)
-                terms = classification_loss(name_logits[li if deep else -1], targets, self.syn, td.strategy,
-                                            name_targets=name_targets,
-                                            columns=columns, keep_plain_ce=td.keep_plain_ce,
-                                            void_weight=self.cfg.loss.void_weight)
+            if td.enabled:
+                terms = td.loss(name_logits[li if deep else -1], targets,
+                                name_targets=td.query_name_targets(targets, matches, names), columns=columns,
+                                void_weight=self.cfg.loss.void_weight)
                 if "loss_syn" not in terms:  # paper: the diversified CE replaces the plain one
                     out.terms["loss_ce" + suffix] = terms["loss_ce"]
                 else:  # code (keep_plain_ce): the criterion's plain CE stays, the synonym CE is added
                     out.add("loss_syn" + suffix, terms["loss_syn"], self.weights["loss_syn"])
-            if kd.mode != "none":
+            if kd.enabled:
                 layer = li if deep else len(preds) - 1
                 for name, value in self._kd_terms(model, layer, pred, matches, triples, teacher, names,
                                                   text, batch).items():
@@ -218,7 +216,6 @@ class VideoObjective:
         return out
 
     def _kd_terms(self, model, layer, pred, matches, triples, teacher, names, text, batch) -> dict[str, torch.Tensor]:
-        kd = self.gkc.kd
         device = pred.prior.device
         query_of = []
         for b, (q, t) in enumerate(matches):
@@ -238,5 +235,4 @@ class VideoObjective:
             tx = text.detach().cpu()[self.first[cls]]
         T = batch.num_frames
         ids = torch.tensor([triples[k][0] * T + triples[k][1] for k in rows])
-        return distill_loss(kd.mode, v, teacher[rows].to(device), ids, text=tx.to(device), form=kd.form,
-                            text_scale=model.distill.text_scale, max_instances=None, separate=kd.separate_text_kd)
+        return self.kd.loss(v, teacher[rows].to(device), ids, text=tx.to(device), text_scale=model.distill.text_scale)

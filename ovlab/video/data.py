@@ -1,4 +1,4 @@
-"""Training batches of VIPSeg clips, deterministic per iteration (GKC §4.4; spec §6.4).
+"""Training batches of VIPSeg clips, deterministic per iteration (GKC §4.4).
 
 Item ``it`` of :class:`IterationClips` is this process's :class:`ClipBatch` of iteration ``it``, a
 pure function of (seed, it), as :class:`ovlab.segmenter.data.IterationBatches` is for images:
@@ -83,7 +83,8 @@ class ClipBatch:
         """The clips as an image :class:`ovlab.segmenter.data.Batch` of b·T frames, clip-major
         (frame f = clip f // T, frame f % T): images (b·T, 3, S, S), per frame all N_i masks of
         its clip (N_i, S, S) and labels, and the un-augmented frame with its masks as the frame's
-        ``sources`` (for the KD teacher, spec §6.4 "TD and TGKD apply per frame-instance")."""
+        ``sources`` (for the KD teacher: GKC does not say how TD and TGKD carry over to clips; we apply them per
+        frame-instance)."""
         T = self.num_frames
         masks, labels, ids, sources = [], [], [], []
         for b in range(len(self.labels)):

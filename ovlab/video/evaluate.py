@@ -1,5 +1,5 @@
 """Score a video model on VIPSeg: seen / unseen / harmonic mIoU under both vocabulary protocols
-(GKC §4.4 Tab. 3; spec §6.3–6.4).
+(GKC §4.4, Tab. 3).
 
 For each protocol of ``eval.protocols`` and each of its parts (:data:`ovlab.metrics.video.EVAL_SPLITS`:
 ``split-vocab`` → seen on ``val_base`` with the 112 base names, unseen on ``val_novel`` with the 12

@@ -1,4 +1,4 @@
-"""The GKC video model: the image segmenter extended as Video Mask2Former does (GKC §3.4, §4.4; spec §6.4).
+"""The GKC video model: the image segmenter extended as Video Mask2Former does (GKC §3.4, §4.4).
 
 A clip of T frames (B, T, 3, H, W) is segmented as one T×H×W space-time volume (GKC §3.4; Video
 Mask2Former, Cheng et al. 2021):
@@ -164,7 +164,7 @@ def space_time_decode(head: Mask2FormerHead, features: list[torch.Tensor], num_f
 
 
 class VideoSegmenter(Segmenter):
-    """The image :class:`Segmenter` run on clips (module docstring; GKC §3.4, spec §6.4).
+    """The image :class:`Segmenter` run on clips (module docstring; GKC §3.4).
 
     Same constructor and modules as :class:`Segmenter`; build one with :func:`build_video_segmenter`
     or :meth:`from_image`.

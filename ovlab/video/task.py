@@ -1,5 +1,5 @@
 """The video task of the training engine: GKC's open-vocabulary VIPSeg benchmark (GKC §3.4, §4.4 Tab. 3;
-spec §6, §9 "GKC video model").
+the schedule is GKC §4.2's, as no config ships).
 
 :class:`VideoTask` plugs the video model into :func:`ovlab.engine.trainer.train` (registered for the
 ``video`` section in :data:`ovlab.experiments.registry.TASKS`):
@@ -59,16 +59,50 @@ def check_init(stage) -> None:
     init = stage.cfg.train.init
     if init is None:
         return
-    path = stage.path(init)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: video.train.init not found (run `dvc repro tgkd_baseline`)")
-    section = ckpt.load(path)["section"]
+    section = _init_section(stage)
     ours = stage.cfg.model_dump(mode="json")
-    diff = [f"{part}.{k}" for part in ("model", "clip") for k, v in ours[part].items()
+    diff = [f"{part}.{k}" for part in ("model", "clip") if ours[part] is not None for k, v in ours[part].items()
             if k not in ("weights_dir", "cache_dir", "allow_download") and not _same(section.get(part, {}).get(k), v)]
     if diff:
-        raise ValueError(f"{path} was built with other parameters than video.{diff[0]} (and {len(diff) - 1} more: "
-                         f"{diff[1:6]}); copy its model/clip values into the video section")
+        raise ValueError(f"{stage.path(init)} was built with other parameters than video.{diff[0]} (and "
+                         f"{len(diff) - 1} more: {diff[1:6]}); leave video.model / video.clip unset to use the "
+                         "checkpoint's")
+
+
+def _init_section(stage) -> dict:
+    path = stage.path(stage.cfg.train.init)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: video.train.init not found (run `dvc repro tgkd_baseline`)")
+    return ckpt.load(path)["section"]
+
+
+def resolve_from_init(stage):
+    """The stage with ``model`` and ``clip`` taken from the init checkpoint where they are ``null``
+    (the video model starts from the image model: every weight is shared, so its architecture and
+    CLIP are the checkpoint's); explicit values are checked against it (:func:`check_init`).
+
+    Raises:
+        FileNotFoundError / ValueError: see :func:`check_init`; ValueError also when ``model`` or
+            ``clip`` is unset and there is no ``train.init``.
+    """
+    cfg = stage.cfg
+    if cfg.model is not None and cfg.clip is not None:
+        check_init(stage)
+        return stage
+    if cfg.train.init is None:
+        raise ValueError("video.model and video.clip must be given when video.train.init is null")
+    section = _init_section(stage)
+    from ovlab.config.clip import ClipParams
+    from ovlab.config.segmenter import ModelParams
+
+    updates = {}
+    if cfg.model is None:
+        updates["model"] = ModelParams.model_validate(section["model"], strict=False)
+    if cfg.clip is None:
+        updates["clip"] = ClipParams.model_validate(section["clip"], strict=False)
+    out = replace(stage, cfg=cfg.model_copy(update=updates))
+    check_init(out)
+    return out
 
 
 def _same(a, b) -> bool:
@@ -81,6 +115,10 @@ class VideoTask(GkcTask):
     """The GKC video model on VIPSeg (module docstring). Shares the image task's interface."""
 
     new_keys = NEW_KEYS
+
+    def resolve(self, stage):
+        """The stage with ``model`` / ``clip`` from the init checkpoint (:func:`resolve_from_init`)."""
+        return resolve_from_init(stage)
 
     def build(self, stage) -> Built:
         """CLIP + the video model (image segmenter of ``model``, + ``distill`` head with KD), seeded."""

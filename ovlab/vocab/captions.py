@@ -1,4 +1,5 @@
-"""Caption nouns for GKC's grounding loss (spec §2.3 "Words"; GKC mapper L333–363).
+"""Caption nouns for GKC's grounding loss (GKC §3.3; GKC ``detr_panoptic_caption_syn_kd_dataset_mapper.py``
+L333–363).
 
 Per image: pick one caption at random; tokenise and POS-tag it; keep tokens tagged NN, NNS, NNP or
 NNPS; keep each with probability ``keep_prob`` (all of them when none survives); when more than
@@ -54,7 +55,7 @@ def sample_caption(captions: Sequence[str], rng) -> str:
 
 
 def caption_nouns(caption: str, rng, keep_prob: float = 0.75, max_words: int = 5) -> list[str]:
-    """GKC's grounding words of one caption (spec §2.3), in caption order.
+    """GKC's grounding words of one caption (GKC §3.3), in caption order.
 
     Args:
         caption: the caption text.

@@ -1,6 +1,6 @@
 """A typed synonym vocabulary and the per-segment synonym scores, read from the stage outputs.
 
-GKC text diversification (paper §3.1; spec §1.3) needs, for K training classes:
+GKC text diversification (GKC §3.1) needs, for K training classes:
 
 - every name of every class, flattened into one list of N names (the text bank the classifier scores
   against), grouped by class, the canonical name first in each group;
@@ -26,7 +26,7 @@ import torch
 
 @dataclass(frozen=True)
 class SynonymVocabulary:
-    """K classes and their N names (GKC TD; spec §1.3).
+    """K classes and their N names (GKC TD, §3.1).
 
     Attributes:
         classes: the K canonical class names, in vocabulary (training-label) order.

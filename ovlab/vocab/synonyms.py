@@ -1,6 +1,7 @@
 """Synonym sets per training class from WordNet, with noise filters and manual overrides.
 
-GKC §3.1 / spec §1.1: the names of a class are the lemmas of the WordNet noun senses of its
+GKC §3.1 (and GKC ``ipython_commanc.py``, the release's only trace of it): the names of a class are
+the lemmas of the WordNet noun senses of its
 normalised name, optionally widened by direct hypernyms/hyponyms, then filtered (proper nouns,
 long multi-word lemmas, a blocklist) and manually curated. The canonical name always comes first.
 """

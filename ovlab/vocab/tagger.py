@@ -1,4 +1,4 @@
-"""An English part-of-speech tagger and word tokenizer for captions, offline (GKC grounding; spec §2.3).
+"""An English part-of-speech tagger and word tokenizer for captions, offline (GKC grounding loss, §3.3).
 
 GKC extracts caption nouns with ``nltk.word_tokenize`` + ``nltk.pos_tag``. Both need data that
 ``nltk.download`` fetches from a server this project cannot rely on. :func:`load_tagger` finds a
@@ -40,7 +40,7 @@ SOURCE_DIST = "textblob-aptagger"
 SOURCE_FILE = "trontagger-0.1.0.pickle"
 MARKER = ".ovlab-assembled-from"
 NOUN_TAGS = frozenset({"NN", "NNS", "NNP", "NNPS"})
-"""Penn Treebank noun tags GKC keeps (spec §2.3 "Words")."""
+"""Penn Treebank noun tags GKC keeps (GKC ``detr_panoptic_caption_syn_kd_dataset_mapper.py``)."""
 
 
 class TaggerNotFoundError(LookupError):

@@ -1,4 +1,4 @@
-"""Readers of the standard open-vocabulary segmentation benchmarks (spec §8).
+"""Readers of the standard open-vocabulary segmentation benchmarks (GKC §4.1, SCAN §4.1).
 
 Each benchmark has one canonical name (``ade20k_150``, ``ade20k_847``, ``pascal_context_59``,
 ``pascal_context_459``, ``pascal_voc_20``, ``pascal_voc_20b``, ``cityscapes_19``, ``coco_133``)

@@ -1,5 +1,5 @@
 """The standard OVS benchmarks in the layouts ov-seg, SAN, CAT-Seg and Mask2Former prepare under
-``$DETECTRON2_DATASETS`` (spec §8), plus the raw layouts the real samples in ``shared/data`` use."""
+``$DETECTRON2_DATASETS`` (GKC §4.1, SCAN §4.1), plus the raw layouts the real samples in ``shared/data`` use."""
 
 from __future__ import annotations
 

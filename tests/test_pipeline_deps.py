@@ -1,0 +1,159 @@
+"""Every DVC stage depends on the ``ovlab`` code its command imports, so a change to a module re-runs
+the stages that use it and no others (editing the video criterion re-runs no SCAN stage).
+
+The imports of a command are found statically: the module it runs (``python -m <module>``), the
+code cells of the notebook ``ovlab.run`` executes, and everything they import, transitively, at any
+depth of the file (a function-level import counts). The one dynamic choice, which task a section
+trains (:func:`ovlab.experiments.registry.task_for`), is resolved by calling it for the stage's
+section, so a SCAN stage is not charged with GKC's or the video code.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shlex
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+PKG = REPO / "ovlab"
+
+
+def _module_file(name: str) -> Path | None:
+    rel = Path(*name.split("."))
+    for cand in (REPO / rel.with_suffix(".py"), REPO / rel / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _imports_in(tree: ast.AST, package: str, skip_function: str | None = None) -> set[str]:
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if skip_function and isinstance(node, ast.FunctionDef) and node.name == skip_function:
+            node.body = []  # its imports are resolved per section (task_for)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "ovlab"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if mod.split(".")[0] != "ovlab":
+                continue
+            out.add(mod)
+            for a in node.names:
+                if _module_file(f"{mod}.{a.name}") is not None:
+                    out.add(f"{mod}.{a.name}")
+    return out
+
+
+@lru_cache(maxsize=None)
+def _direct(name: str) -> frozenset[str]:
+    path = _module_file(name)
+    if path is None:
+        return frozenset()
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    skip = "task_for" if name == "ovlab.experiments.registry" else None
+    return frozenset(_imports_in(ast.parse(path.read_text()), package, skip))
+
+
+def _task_module(section: str) -> str:
+    from ovlab.experiments.registry import task_for
+
+    return type(task_for(section)).__module__
+
+
+def closure(entries: set[str], section: str | None) -> set[str]:
+    """Every ``ovlab`` module that ``entries`` import, transitively (parents' ``__init__`` included)."""
+    seen: set[str] = set()
+    todo = list(entries)
+    while todo:
+        m = todo.pop()
+        if m in seen or _module_file(m) is None:
+            continue
+        seen.add(m)
+        todo.extend(_parents(m))
+        todo.extend(_direct(m))
+        if m == "ovlab.experiments.registry":
+            todo.append(_task_module(section or "tgkd"))
+    return seen
+
+
+def notebook_imports(path: Path) -> set[str]:
+    nb = json.loads(path.read_text())
+    src = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    src = "\n".join(ln for ln in src.splitlines() if not ln.lstrip().startswith(("%", "!")))
+    return _imports_in(ast.parse(src), "ovlab")
+
+
+def _stages():
+    """(name, cmd, deps, section) of every stage of dvc.yaml, ``${item.*}`` and ``${...}`` left as written."""
+    doc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    for name, st in doc["stages"].items():
+        cmd = st["cmd"]
+        yield name, cmd, [str(d) for d in st.get("deps", [])]
+
+
+def command_entries(cmd: str) -> tuple[set[str], str | None]:
+    """The modules a stage command runs, and the params section it works on."""
+    argv = shlex.split(cmd)
+    assert argv[:2] == ["python", "-m"], f"stage commands run `python -m <module>`: {cmd!r}"
+    module, rest = argv[2], argv[3:]
+    entries = {module}
+    section = None
+    if "--section" in rest:
+        section = rest[rest.index("--section") + 1]
+    if module == "ovlab.experiments.grid":
+        section = rest[0]
+    if module == "ovlab.run":
+        entries |= notebook_imports(REPO / rest[0])
+    return entries, section
+
+
+def _covered(module: str, deps: list[str]) -> bool:
+    rel = _module_file(module).relative_to(REPO).as_posix()
+    return any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+STAGES = list(_stages())
+
+
+@pytest.mark.parametrize("name, cmd, deps", STAGES, ids=[s[0] for s in STAGES])
+def test_stage_depends_on_the_code_its_command_imports(name, cmd, deps):
+    entries, section = command_entries(cmd)
+    missing = sorted(m for m in closure(entries, section) if not _covered(m, deps))
+    assert not missing, f"stage {name}: its command imports {missing} but its deps do not list them"
+
+
+def test_method_stages_do_not_depend_on_other_methods():
+    doc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    own = {"scan": "ovlab/scan", "video": "ovlab/video", "gkc": "ovlab/gkc"}
+    for name, st in doc["stages"].items():
+        deps = [str(d) for d in st.get("deps", [])]
+        if name.startswith("scan"):
+            assert not any(d.startswith(("ovlab/gkc", "ovlab/video")) for d in deps), name
+        if name.startswith(("gkc", "tgkd")):
+            assert not any(d.startswith(("ovlab/scan", "ovlab/video")) for d in deps), name
+        assert own  # the map documents the packages
+
+
+def test_the_closure_finds_function_level_imports():
+    # grid.py imports the trainer at module level and clip.loading inside _main: both count.
+    mods = closure({"ovlab.experiments.grid"}, "scan")
+    assert {"ovlab.engine.trainer", "ovlab.clip.loading", "ovlab.scan.task", "ovlab.scan.model"} <= mods
+    assert not any(m.startswith(("ovlab.gkc", "ovlab.video")) for m in mods)
+    assert re.match(r"ovlab\.", next(iter(mods)))
