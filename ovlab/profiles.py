@@ -77,13 +77,21 @@ def _flow(value):
 
 
 def dvc_keys(dvc_file: str | Path) -> set[str]:
-    """The params keys ``dvc.yaml`` interpolates (``${tgkd.output}``...): they must stay in params.yaml."""
+    """The params keys that ``dvc.yaml`` reads: interpolated (``${tgkd.output}``) or tracked by a
+    stage's ``params`` list (``tgkd.loss``). DVC needs them present, so they stay in params.yaml."""
     import re
+
+    import yaml as pyyaml
 
     p = Path(dvc_file)
     if not p.is_file():
         return set()
-    keys = set(re.findall(r"\$\{\s*([A-Za-z_][\w.]*)\s*\}", p.read_text(encoding="utf-8")))
+    text = p.read_text(encoding="utf-8")
+    keys = set(re.findall(r"\$\{\s*([A-Za-z_][\w.]*)\s*\}", text))
+    for stage in ((pyyaml.safe_load(text) or {}).get("stages") or {}).values():
+        for entry in stage.get("params") or []:
+            names = [entry] if isinstance(entry, str) else [k for v in entry.values() for k in (v or [])]
+            keys.update(n for n in names if "${" not in n)
     return {k for k in keys if not k.startswith("item.")}
 
 

@@ -103,3 +103,15 @@ def test_presets_differ_only_in_region_dropout():
     diff = {k for k in LOSS_PRESETS["paper"] if LOSS_PRESETS["paper"][k] != LOSS_PRESETS["code"][k]}
     assert diff == {"region_dropout"}
     assert LossParams().model_dump(include=set(LOSS_PRESETS["paper"])) == LOSS_PRESETS["paper"]
+
+
+def test_loss_preset_is_a_table_that_explicit_fields_override():
+    """``loss.preset`` is not a label: ``code`` trains with the official code's 50 % region dropout."""
+    from ovlab.config.tgkd import TgkdParams
+
+    assert LossParams(preset="code").region_dropout == 0.5 and LossParams(preset="paper").region_dropout == 0.0
+    assert LossParams(preset="code", region_dropout=0.2).region_dropout == 0.2      # an explicit field wins
+    assert LossParams(preset="custom").region_dropout == 0.0
+    sec = TgkdParams.model_validate({"loss": {"preset": "code"}})
+    assert sec.loss.region_dropout == 0.5 and sec.loss.num_points == 1024            # the section's own default kept
+    assert TgkdParams.model_validate(sec.model_dump(mode="json")).loss == sec.loss   # a dump round-trips

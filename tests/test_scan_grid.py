@@ -54,9 +54,9 @@ def test_params_yaml_cells_and_the_model_each_scores(repo_root):
                                                                 "table7": 9, "table8": 6}
     _check_models(cfg)
     cell = cfg.grid_section("table7", "l1_3_5_7_9_r40")
-    assert cell.scan.contextual_shift.ratio == 0.4 and cell.output == "results/scan/table7/l1_3_5_7_9_r40"
+    assert cell.contextual_shift.ratio == 0.4 and cell.output == "results/scan/table7/l1_3_5_7_9_r40"
     assert cell.grids.cells() == [] and cell.eval.max_images == cfg.grids.eval_max_images
-    assert cfg.grid_section("table4", "hw").scan.sim.lfe == "none" and not cfg.grid_section("table4", "hw").scan.sim.use_cls
+    assert cfg.grid_section("table4", "hw").sim.lfe == "none" and not cfg.grid_section("table4", "hw").sim.use_cls
 
 
 def test_paper_profile_cells_validate_and_keep_their_models(repo_root, tmp_path):
@@ -66,10 +66,10 @@ def test_paper_profile_cells_validate_and_keep_their_models(repo_root, tmp_path)
     shutil.copytree(repo_root / "profiles", tmp_path / "profiles")
     apply_profile("paper", tmp_path / "params.yaml")
     cfg = load_params(tmp_path / "params.yaml").scan
-    assert cfg.scan.sim.layers == [12, 18, 24] and cfg.optim.lr == pytest.approx(6e-5)
+    assert cfg.sim.layers == [12, 18, 24] and cfg.optim.lr == pytest.approx(6e-5)
     assert cfg.schedule.kind == "poly" and cfg.schedule.warmup_factor == pytest.approx(1e-6)
-    assert cfg.grid_section("table5", "l15_18_21_k7_5_3").scan.sim.layers == [15, 18, 21]
-    t7 = cfg.grid_section("table7", "l11_13_15_17_19_r30").scan.contextual_shift
+    assert cfg.grid_section("table5", "l15_18_21_k7_5_3").sim.layers == [15, 18, 21]
+    t7 = cfg.grid_section("table7", "l11_13_15_17_19_r30").contextual_shift
     assert t7.layers == [11, 13, 15, 17, 19] and t7.preset is None and t7.ratio_for("ade20k_150") == 0.3
     assert cfg.grids.eval_datasets == ["ade20k_150", "ade20k_847", "pascal_context_59"]
     _check_models(cfg)
@@ -82,10 +82,10 @@ def _with_cell(repo_root, table, cell, value):
 
 
 def test_an_unknown_or_wrong_key_in_a_cell_is_a_params_error_naming_it(repo_root):
-    with pytest.raises(ParamsError, match=r"scan\.grids\.table3\.sim\.scan\.sim\.enabld: unknown key"):
-        parse_params(_with_cell(repo_root, "table3", "sim", {"scan.sim.enabld": False}), source="params.yaml")
-    with pytest.raises(ParamsError, match=r"scan\.grids\.table6\.x\.scan\.contextual_shift\.source"):
-        parse_params(_with_cell(repo_root, "table6", "x", {"scan": {"contextual_shift": {"source": "zeros"}}}))
+    with pytest.raises(ParamsError, match=r"scan\.grids\.table3\.sim\.sim\.enabld: unknown key"):
+        parse_params(_with_cell(repo_root, "table3", "sim", {"sim.enabld": False}), source="params.yaml")
+    with pytest.raises(ParamsError, match=r"scan\.grids\.table6\.x\.contextual_shift\.source"):
+        parse_params(_with_cell(repo_root, "table6", "x", {"contextual_shift": {"source": "zeros"}}))
     with pytest.raises(ParamsError, match=r"scan\.grids\.models\.m\.train\.iterations"):
         parse_params(_with_cell(repo_root, "models", "m", {"train.iterations": "many"}))
     data = yaml.safe_load((repo_root / "params.yaml").read_text())
@@ -106,7 +106,7 @@ def test_dotted_and_nested_overrides_are_the_same():
         {"scan": {"sim": {"a": 1}}, "train": {"iterations": 3}}
     assert doc["scan"]["inference"] == "mask"                                 # the input is not modified
     cfg = ScanStageParams(grids={"models": {"a": {}}, "table6": {
-        "d": {"scan.contextual_shift.source": "noise"}, "n": {"scan": {"contextual_shift": {"source": "noise"}}}}})
+        "d": {"contextual_shift.source": "noise"}, "n": {"contextual_shift": {"source": "noise"}}}})
     d, n = (cfg.grid_section("table6", c).model_dump(exclude={"output"}) for c in ("d", "n"))
     assert d == n
 
@@ -155,12 +155,12 @@ def tiny_grid(embedded_root, tmp_path_factory):
         "train": {"iterations": 2, "batch_size": 1, "checkpoint_every": 2, "log_every": 1,
                   "checkpoint_dir": str(out / "checkpoints")},
         "eval": {"root": str(embedded_root), "templates": "none"},
-        "scan": {"sim": {"cross_attention_layers": 1, "encoder_layers": 1, "encoder_ff": 32}},
+        "sim": {"cross_attention_layers": 1, "encoder_layers": 1, "encoder_ff": 32},
         "grids": {"output": str(out / "results"), "eval_max_images": 1,
-                  "models": {"sim": {}, "nosim": {"scan.sim.enabled": False}},
-                  "table4": {"cls": {"scan.sim.use_spatial": False, "scan.contextual_shift.enabled": False}},
-                  "table6": {"noise": {"scan.contextual_shift.source": "noise"}},
-                  "table8": {"baseline_mask": {"scan.sim.enabled": False, "scan.inference": "mask"}}}})
+                  "models": {"sim": {}, "nosim": {"sim.enabled": False}},
+                  "table4": {"cls": {"sim.use_spatial": False, "contextual_shift.enabled": False}},
+                  "table6": {"noise": {"contextual_shift.source": "noise"}},
+                  "table8": {"baseline_mask": {"sim.enabled": False, "inference": "mask"}}}})
     return StageParams("scan", BaseParams(), cfg, REPO, "<test>"), out
 
 
@@ -182,7 +182,7 @@ def test_tiny_grid_end_to_end(tiny_grid):
     assert noise["model"]["train"]["iterations"] == 2
     assert noise["eval"]["scan"]["cs_source"] == "noise" and noise["eval"]["num_images"] == 1
     assert noise["cell"] == {"table": "table6", "cell": "noise",
-                             "overrides": {"scan": {"contextual_shift": {"source": "noise"}}}}
+                             "overrides": {"contextual_shift": {"source": "noise"}}}
     assert own["model"]["kind"] == "own" and (out / "results" / "table4" / "cls" / "model.pt").is_file()
     assert not own["eval"]["scan"]["cs_enabled"]
     assert base["model"]["name"] == "nosim" and base["eval"]["scan"]["inference"] == "mask"
@@ -223,7 +223,7 @@ def test_scan_table_puts_ours_beside_the_paper(tmp_path):
     matplotlib.use("Agg")
     from ovlab.report.scan_tables import untrained_or_synthetic
 
-    _fake_cell(tmp_path, "table5", "l12_18_24_k9_7_3", 4.5, {"scan": {"sim": {"layers": [1, 2, 3]}}})
+    _fake_cell(tmp_path, "table5", "l12_18_24_k9_7_3", 4.5, {"sim": {"layers": [1, 2, 3]}})
     _fake_cell(tmp_path, "table5", "extra", 1.0, {})
     df = scan_table("table5", tmp_path)
     assert list(df.index) == list(PAPER["table5"].rows) + ["extra"]

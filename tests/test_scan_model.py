@@ -41,12 +41,12 @@ def clip():
 
 def _cfg(**scan) -> ScanStageParams:
     sim = {**TINY_SIM, **scan.pop("sim", {})}
-    return ScanStageParams.model_validate({"model": TINY_MODEL, "scan": {"sim": sim, **scan}})
+    return ScanStageParams.model_validate({"model": TINY_MODEL, "sim": sim, **scan})
 
 
 def _build(clip, cfg, seed=0) -> ScanSegmenter:
     torch.manual_seed(seed)
-    return build_scan_segmenter(cfg, 64, clip, inference=cfg.scan.inference_for(None)).eval()
+    return build_scan_segmenter(cfg, 64, clip, inference=cfg.inference_for(None)).eval()
 
 
 # ---------------------------------------------------------------------------------- SIM in the path
@@ -207,16 +207,16 @@ def test_real_cs_clip_runs_on_the_crops(clip):
 
 def test_inference_settings_resolve_the_presets_per_benchmark():
     cfg = _cfg(contextual_shift={"preset": "vit-l", "layers": [1], "ratio": 0.3}, ensemble={"preset": "vit-l"})
-    a847 = cfg.scan.inference_for("a-847")                                      # alias → canonical name
+    a847 = cfg.inference_for("a-847")                                      # alias → canonical name
     assert a847 == ScanInference(benchmark="ade20k_847", mode="both", mask_threshold=0.3, clip_weight=0.75,
                                  renormalize=True, clip_logit_scale=100.0, cs_source="cls", cs_layers=(1,),
                                  cs_ratio=0.15, cs_seed=0)
-    a150 = cfg.scan.inference_for("ade20k_150")
+    a150 = cfg.inference_for("ade20k_150")
     assert (a150.mask_threshold, a150.clip_weight, a150.renormalize, a150.cs_ratio) == (0.55, 0.75, False, 0.05)
-    coco = cfg.scan.inference_for("coco_133")                                   # not in SCAN's list: own values
+    coco = cfg.inference_for("coco_133")                                   # not in SCAN's list: own values
     assert (coco.mask_threshold, coco.clip_weight, coco.cs_ratio) == (0.4, 0.7, 0.3)
-    assert cfg.scan.inference_for(None) == dataclasses.replace(coco, benchmark=None)
-    off = _cfg(contextual_shift={"enabled": False, "preset": "vit-l"}).scan.inference_for("ade20k_847")
+    assert cfg.inference_for(None) == dataclasses.replace(coco, benchmark=None)
+    off = _cfg(contextual_shift={"enabled": False, "preset": "vit-l"}).inference_for("ade20k_847")
     assert (off.cs_source, off.cs_layers, off.cs_ratio) == ("none", (), 0.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         a847.cs_ratio = 0.5
@@ -227,16 +227,16 @@ def test_the_model_takes_numbers_per_benchmark(clip):
     scan = _build(clip, cfg)
     assert not any(isinstance(v, Section) for v in vars(scan).values())        # no config object inside
     assert scan.benchmark is None and scan.mask_clip.ratio == 0.3
-    scan.set_inference(cfg.scan.inference_for("a-847"))
+    scan.set_inference(cfg.inference_for("a-847"))
     assert scan.benchmark == "ade20k_847" and scan.settings.renormalize and scan.mask_clip.ratio == 0.15
-    scan.set_inference(cfg.scan.inference_for("ade20k_150"))
+    scan.set_inference(cfg.inference_for("ade20k_150"))
     assert (scan.settings.mask_threshold, scan.settings.clip_weight) == (0.55, 0.75) and scan.mask_clip.ratio == 0.05
     with pytest.raises(ValueError, match="fixed when the model is built"):
         scan.set_inference(dataclasses.replace(scan.settings, cs_layers=(0, 1)))
     with pytest.raises(ValueError, match="fixed when the model is built"):
         scan.set_inference(dataclasses.replace(scan.settings, cs_source="noise"))
     with pytest.raises(TypeError, match="ScanInference"):
-        scan.set_inference(cfg.scan)
+        scan.set_inference(cfg)
     assert scan.benchmark == "ade20k_150"                                        # a refused setting changes nothing
 
 
@@ -248,14 +248,14 @@ def test_builder_errors(clip):
     with pytest.raises(ValueError, match="contextual shift layers"):
         _build(clip, _cfg(contextual_shift={"layers": [9]}))
     with pytest.raises(ValueError, match="inference"):
-        dataclasses.replace(_cfg().scan.inference_for(None), mode="oracle")
+        dataclasses.replace(_cfg().inference_for(None), mode="oracle")
     with pytest.raises(ValueError, match="clip_weight"):
-        dataclasses.replace(_cfg().scan.inference_for(None), clip_weight=1.5)
+        dataclasses.replace(_cfg().inference_for(None), clip_weight=1.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rn = load_clip("ovlab-tiny-rn", pretrained=None)
     with pytest.raises(TypeError, match="VisionTransformer"):
-        build_scan_segmenter(_cfg(), 64, rn, inference=_cfg().scan.inference_for(None))
+        build_scan_segmenter(_cfg(), 64, rn, inference=_cfg().inference_for(None))
 
 
 # ------------------------------------------------------------------------------- engine, checkpoint
@@ -272,7 +272,7 @@ def scan_run(embedded_root, tmp_path_factory):
         "train": {"iterations": 3, "batch_size": 1, "checkpoint_every": 3, "log_every": 1,
                   "checkpoint_dir": str(out / "checkpoints")},
         "eval": {"root": str(embedded_root), "max_images": 1, "templates": "none"},
-        "output": str(out / "run"), "scan": {"sim": TINY_SIM}})
+        "output": str(out / "run"), "sim": TINY_SIM})
     stage = StageParams("scan", BaseParams(), cfg, REPO, "<test>")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

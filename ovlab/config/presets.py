@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Loss settings of the GKC paper (Eq. 4) and of its official code (spec §2.3 table). The code also
+#: Loss settings of the GKC paper (Eq. 4) and of its official code (GKC's yaml ``MASK_WEIGHT`` / ``DICE_WEIGHT`` / ``PLAIN_LOSS_WEIGHT`` and the model's defaults). The code also
 #: weights the synonym CE, grounding and KD by 10; those live with the GKC losses.
 LOSS_PRESETS: dict[str, dict] = {
     "paper": {"mask_weight": 5.0, "dice_weight": 5.0, "class_weight": 2.0, "void_weight": 0.1,
@@ -47,7 +47,7 @@ CODE_WEIGHTS: dict[str, float] = {
     "loss_kd": 10.0,                             # default KD.KD_WEIGHT
     "loss_text_kd": 10.0,                        # [INFER] TEXT_KD_WEIGHT is ≤ 0 (unused) by default
 }
-"""GKC official code (spec §2.3 table)."""
+"""GKC official code: the yaml weights and the defaults ``SYN_CLASS.LOSS_WEIGHT``, ``GROUNDING.LOSS_WEIGHT``, ``KD.KD_WEIGHT``."""
 
 WEIGHT_PRESETS: dict[str, dict[str, float]] = {"paper": PAPER_WEIGHTS, "code": CODE_WEIGHTS}
 

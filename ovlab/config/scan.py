@@ -254,15 +254,16 @@ class ScanParams(Section):
                              cs_ratio=float(cs.ratio_for(key)), cs_seed=int(cs.seed))
 
 
-class ScanStageParams(GridSection):
+class ScanStageParams(GridSection, ScanParams):
     """``scan`` section: training and evaluation of the SCAN segmenter (notebook 03; SCAN §3–4).
 
-    Shaped like :class:`ovlab.config.tgkd.TgkdParams`, plus the method (:class:`ScanParams`) and the
-    ablation grids (:class:`ovlab.config.grid.GridParams`). Paper values in brackets.
+    Shaped like :class:`ovlab.config.tgkd.TgkdParams`, plus the method's fields (:class:`ScanParams`:
+    ``sim``, ``contextual_shift``, ``ensemble``, ``inference``, ``clip_logit_scale``, ``mask_clip``,
+    written at the top of the section) and the ablation grids (:class:`ovlab.config.grid.GridParams`). Paper values in brackets.
 
     Attributes:
         clip: the frozen CLIP ViT: text classifier, SIM's spatial tokens and final embedding, the
-            [CLS] substitutes of CS and (unless ``scan.mask_clip``) the mask-classifying CLIP
+            [CLS] substitutes of CS and (unless ``mask_clip``) the mask-classifying CLIP
             [ViT-L-14, datacomp_xl_s13b_b90k].
         model: the Mask2Former proposal model [Swin-B; the kit: ``backbone.kind`` clip / imagenet /
             tiny]; τ fixed at 100 [``logit_scale_init: 100``, ``learn_logit_scale: false``];
@@ -271,15 +272,17 @@ class ScanStageParams(GridSection):
             AdamW 6e-5, weight decay 0.01, 120k iterations, batch 32: SCAN §4.2 and yongliu20/SCAN
             ``configs/scan_vitL.yaml``].
         output: folder of ``ovlab train --section scan`` (``model.pt``, ``metrics.json``, ...).
-        scan: the method, :class:`ScanParams`.
+        sim, contextual_shift, ensemble, inference, clip_logit_scale, mask_clip: the method
+            (:class:`ScanParams`; the embedded SIM has 2 cross-attention and 2 encoder layers, CS the
+            paper's ratio 0.3).
         grids: the ablation grids; every cell is validated as a complete section.
     """
 
     SECTION: ClassVar[str] = "scan"
     #: Keys that change only the evaluation of a trained model: CS is a test-time change of the
     #: mask-classifying CLIP (SCAN §3.2), the ensemble and the inference mode act on its outputs.
-    TEST_TIME_KEYS: ClassVar[tuple[str, ...]] = ("scan.contextual_shift", "scan.ensemble", "scan.inference",
-                                                 "scan.clip_logit_scale", "scan.mask_clip", "eval", "output", "grids")
+    TEST_TIME_KEYS: ClassVar[tuple[str, ...]] = ("contextual_shift", "ensemble", "inference", "clip_logit_scale",
+                                                 "mask_clip", "eval", "output", "grids")
 
     clip: ClipParams = ClipParams(model="ovlab-tiny-vit")
     model: ModelParams = ModelParams(backbone=BackboneParams(kind="tiny"), hidden_dim=32, mask_dim=32, num_queries=8,
@@ -293,6 +296,6 @@ class ScanStageParams(GridSection):
     train: LoopParams = LoopParams(iterations=32, batch_size=2, checkpoint_every=32, log_every=4, amp=False)
     eval: EvalParams = EvalParams(short_side=64, templates="vild")
     output: str = "results/scan/model"
-    scan: ScanParams = ScanParams(sim=SimParams(cross_attention_layers=2, encoder_layers=2),
-                                  contextual_shift=ContextualShiftParams(ratio=0.3))
+    sim: SimParams = SimParams(cross_attention_layers=2, encoder_layers=2)
+    contextual_shift: ContextualShiftParams = ContextualShiftParams(ratio=0.3)
     grids: GridParams = GridParams(output="results/scan")

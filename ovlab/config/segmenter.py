@@ -81,11 +81,13 @@ class LossParams(Section):
     """Matcher and mask/class losses (Mask2Former; L_M and L_CE of GKC Eq. 4; GKC ``modeling/matcher.py``).
     Paper values by default.
 
-    The GKC code's values (``ovlab.config.presets.LOSS_PRESETS['code']``) differ only in
-    ``region_dropout`` = 0.5 here; its synonym/grounding/KD weights belong to the GKC losses.
+    ``preset`` names a table of :data:`ovlab.config.presets.LOSS_PRESETS` whose values fill every
+    field not written explicitly: ``paper`` (GKC Eq. 4, §4.2) or ``code`` (GKC's official code: the
+    same weights plus ``region_dropout`` 0.5); ``custom`` uses the fields as written. The code's
+    synonym/grounding/KD weights belong to the GKC losses (``gkc.weights``).
 
     Attributes:
-        preset: the name recorded in the metrics (``paper`` | ``code`` | ``custom``).
+        preset: ``paper`` | ``code`` | ``custom`` (recorded in the metrics).
         mask_weight: λ of the point-sampled sigmoid BCE [5].
         dice_weight: λ of the dice loss [5].
         class_weight: λ_c of the CE [2].
@@ -115,6 +117,11 @@ class LossParams(Section):
 
     @model_validator(mode="after")
     def _check(self):
+        from ovlab.config.presets import LOSS_PRESETS
+
+        for k, v in LOSS_PRESETS.get(self.preset, {}).items():  # the preset fills what is not written
+            if k not in self.model_fields_set:
+                object.__setattr__(self, k, v)  # still "unset": a merge over this default keeps the preset's
         if not 0.0 <= self.importance_ratio <= 1.0:
             raise ValueError(f"importance_ratio must be in [0, 1], got {self.importance_ratio}")
         if not 0.0 <= self.region_dropout < 1.0:

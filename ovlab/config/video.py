@@ -1,4 +1,4 @@
-"""``video`` section: the open-vocabulary video benchmark on VIPSeg (GKC §3.4, §4.4 Tab. 3; spec §6, §9).
+"""``video`` section: the open-vocabulary video benchmark on VIPSeg (GKC §3.4, §4.4 Tab. 3).
 
 The video model (:mod:`ovlab.video.model`) is fine-tuned from an image checkpoint (``train.init``)
 on the seen classes of VIPSeg and scored on seen / unseen / harmonic mIoU
@@ -23,7 +23,7 @@ from ovlab.config.train import AugmentParams, LoopParams, OptimParams, ScheduleP
 
 
 class VipsegDataParams(Section):
-    """Where VIPSeg is and which GKC split to train on (spec §6.2).
+    """Where VIPSeg is and which GKC split to train on (GKC ``datasets/prepare_vspw_novel_json.py``).
 
     Attributes:
         root: folder holding ``VIPSeg_720P/`` (or ``VIPSeg_720P`` itself); real data:
@@ -34,7 +34,7 @@ class VipsegDataParams(Section):
             held-out classes unless ``novel_ids`` is set.
         novel_ids: override of the novel VIPSeg category ids (``null`` = the catalog's, i.e.
             GKC's 12: 11, 32, 34, 57, 76, 78, 80, 94, 102, 112, 116, 122).
-        train_split: ``train_base_ignore`` (kit default, spec §6.3 [AMBIG]) or ``train_base_delete``.
+        train_split: ``train_base_ignore`` (kit default: GKC's code does not say which split the paper used) or ``train_base_delete``.
         ignore_label: label of void and dropped pixels in the semantic targets.
     """
 
@@ -47,7 +47,7 @@ class VipsegDataParams(Section):
 
 
 class ClipSamplingParams(Section):
-    """How clips are cut (spec §6.4 [AMBIG]: clip length and stride are not given by GKC).
+    """How clips are cut (GKC gives neither clip length nor stride; the defaults follow Video Mask2Former's 2-frame clips).
 
     Attributes:
         train_clip_length: T of a training clip (Video Mask2Former ``SAMPLING_FRAME_NUM`` = 2).
@@ -69,12 +69,12 @@ class ClipSamplingParams(Section):
 
 
 class VideoEvalParams(Section):
-    """How the video model is scored (spec §6.3–6.4: per-frame semantic maps of every val clip).
+    """How the video model is scored (GKC §4.4: per-frame semantic maps of every val clip).
 
     Attributes:
         protocol: the headline protocol of the metrics file: ``split-vocab`` (S on ``val_base``
             with the 112 base names, U on ``val_novel`` with the 12 novel names; GKC code-like) or
-            ``generalized`` (one 124-name run on ``val``; SCAN's evaluator) [AMBIG, spec §6.3].
+            ``generalized`` (one 124-name run on ``val``; SCAN's evaluator) (the paper does not say which; both are reported).
         protocols: every protocol computed and recorded (must contain ``protocol``).
         resize: ``short_side`` (frames resized so the short side is ``short_side``, long side ≤
             ``max_size``; scores upsampled back to the label size) or ``none`` (native size).
@@ -102,7 +102,7 @@ class VideoEvalParams(Section):
         return self
 
 
-#: GKC Table 3 (spec §6.3): the baseline (mask, dice and CE only), + text-guided KD, + KD + TD.
+#: GKC Table 3: the baseline (mask, dice and CE only), + text-guided KD, + KD + TD.
 TABLE3_ROWS: dict[str, dict[str, Any]] = {
     "baseline": {},
     "kd": {"gkc.kd.mode": "text_guided"},
@@ -144,7 +144,7 @@ class VideoStageParams(GridSection):
         model: the segmenter (:mod:`ovlab.config.segmenter`); ``null`` = the init checkpoint's; when
             given it must equal it.
         loss: Mask2Former terms; matching and point sampling run over the space-time tube.
-        gkc: TD / KD (:mod:`ovlab.config.gkc`), applied per frame instance (spec §6.4). Video
+        gkc: TD / KD (:mod:`ovlab.config.gkc`), applied per frame instance (our reading of GKC §4.4: the paper gives no video formulation). Video
             specifics: ``td.synonyms: wordnet`` builds each VIPSeg class's names from WordNet
             (each ``_or_`` part and the lemmas of its first noun sense, the ``synonyms`` stage's
             filters; :mod:`ovlab.vocab.auto_synonyms`) — or give a

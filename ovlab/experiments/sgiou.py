@@ -1,4 +1,4 @@
-"""Controlled experiments on how SG-IoU (SCAN Eq. 6; spec §5.1) and mIoU diverge (issue 3).
+"""Controlled experiments on how SG-IoU (SCAN Eq. 6) and mIoU diverge (issue 3).
 
 Every experiment starts from ground-truth label maps and corrupts a copy of them into a
 "prediction" in a known way, so the effect on both metrics can be read off directly:

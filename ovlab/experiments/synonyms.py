@@ -40,7 +40,7 @@ def classes_csv(sets: list[ClassSynonyms]) -> str:
 
 
 def run_synonyms(stage: StageParams, *, write: bool = True) -> SynonymsResult:
-    """Run the ``synonyms`` stage (GKC §3.1; spec §1.1).
+    """Run the ``synonyms`` stage (GKC §3.1).
 
     Args:
         stage: ``base`` + the ``synonyms`` section (:meth:`ovlab.config.Params.stage`).

@@ -86,9 +86,12 @@ def _cost(args) -> int:
 
     try:
         params = load_params(args.params)
-        c = params.tgkd.cost
+        from ovlab.config.resolved import write_resolved
+
+        c, out = params.tgkd.cost, params.path(params.tgkd.grids.output)
+        write_resolved(out / "cost.params.yaml", params.stage("tgkd"))
         result = measure_cost(c.config, c.device, c.size, c.proposals, c.repeats)
-        write_json(params.path(params.tgkd.grids.output) / "cost.json", result)
+        write_json(out / "cost.json", result)
         print(format_cost(result))
     except ERRORS as exc:
         print(f"ovlab cost: error: {exc}", file=sys.stderr)
@@ -113,7 +116,7 @@ def _evaluate(args) -> int:
         dev = _device(args.device)
         built = from_checkpoint(args.checkpoint, device=dev)
         if hasattr(built.model, "set_inference"):  # SCAN: the benchmark's mask threshold, λ and CS ratio
-            built.model.set_inference(built.stage.cfg.scan.inference_for(args.dataset))
+            built.model.set_inference(built.stage.cfg.inference_for(args.dataset))
         params = EvalParams(dataset=args.dataset, root=args.root, resize=args.resize, short_side=args.short_side,
                             templates=args.templates, max_images=args.max_images)
         rep = evaluate_model(built.model.to(dev), built.clip, params, device=dev, root=args.root)

@@ -4,7 +4,7 @@ The Simbaseline / ZegFormer family (GKC §2, "two-stage methods"): a class-agnos
 gives Q masks; each mask's masked crop goes through the CLIP image encoder and is classified by
 cosine with the class names' text embeddings (max over a class's names), softmax with CLIP's logit
 scale; the CLIP probabilities are optionally combined with the proposal model's own class
-probabilities by the geometric ensemble p = p_in^(1−λ)·p_clip^λ (Simbaseline / OVSeg; spec §4.4,
+probabilities by the geometric ensemble p = p_in^(1−λ)·p_clip^λ (Simbaseline / OVSeg; SCAN ``ovseg_model.py``,
 :mod:`ovlab.segmenter.ensemble`), then Mask2Former semantic inference seg_c(x) = Σ_q p_{q,c}·σ(m_q(x)).
 
 Here the proposal model is the trained GKC :class:`~ovlab.segmenter.model.Segmenter` (its final
@@ -67,7 +67,7 @@ def select_top_k(class_logits: torch.Tensor, mask_logits: torch.Tensor, k: int |
 
 def region_logits(clip, image: torch.Tensor, masks: torch.Tensor, vocab, *, crop: dict,
                   batch_size: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
-    """CLIP class logits of the masked crops of one image (GKC §2 two-stage; spec §4.3(5)).
+    """CLIP class logits of the masked crops of one image (GKC §2 two-stage methods; crops as SCAN's mask classifier makes them).
 
     z_{n,c} = τ · max_{names j of c} cos(R(δ(I, M_n)), T(j)), τ = CLIP's logit scale.
 
@@ -103,7 +103,7 @@ def region_logits(clip, image: torch.Tensor, masks: torch.Tensor, vocab, *, crop
 
 def combine_probabilities(in_logits: torch.Tensor | None, clip_logits: torch.Tensor, valid: torch.Tensor,
                           ensemble: str, clip_weight: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Class probabilities of the proposals (Simbaseline / OVSeg rule, spec §4.4).
+    """Class probabilities of the proposals (Simbaseline / OVSeg rule; SCAN ``ovseg_model.py``).
 
     ``none``: p = softmax(z_clip), masks without a crop dropped (zsseg's CLIP-only mode).
     ``geometric``: p = p_in^(1−λ)·p_clip^λ with p_in = softmax(z_in over K+1)[:K] and p_clip ≡ 1

@@ -289,18 +289,18 @@ def build_scan_segmenter(stage_cfg, embed_dim: int, clip, *, inference: ScanInfe
 
     Args:
         stage_cfg: the ``scan`` section (:class:`ovlab.config.scan.ScanStageParams`; uses ``model``
-            and ``scan.sim``, the parts that are trained).
+            and ``sim``, the parts that are trained).
         embed_dim: CLIP joint dimension D.
         clip: the :class:`ovlab.clip.ClipModel` (a ViT; frozen): SIM inputs, [CLS] substitutes and,
             without ``mask_visual``, the mask-classifying CLIP.
-        inference: the test-time numbers (``stage_cfg.scan.inference_for(dataset)``).
+        inference: the test-time numbers (``stage_cfg.inference_for(dataset)``).
         mask_visual: the mask-classifying ViT (SCAN: the CS-fine-tuned CLIP), or ``None``.
 
     Raises:
         TypeError: the CLIP is not a plain ViT.
         ValueError: SIM or CS blocks outside the CLIP's depth, or SIM heads not dividing D.
     """
-    sim_cfg = stage_cfg.scan.sim
+    sim_cfg = stage_cfg.sim
     visual = clip.model.visual
     n_blocks = _vit_blocks(visual)
     base = build_segmenter(stage_cfg.model, embed_dim, clip)

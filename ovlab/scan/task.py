@@ -21,12 +21,12 @@ from ovlab.segmenter.task import ImageTask
 
 
 def load_mask_clip(stage, clip):
-    """The mask-classifying ViT of ``scan.mask_clip`` (a checkpoint of ``clip.model``), or ``None``.
+    """The mask-classifying ViT of ``mask_clip`` (a checkpoint of ``clip.model``), or ``None``.
 
     Raises:
         WeightsNotFoundError: the checkpoint is not on disk.
     """
-    path = stage.cfg.scan.mask_clip
+    path = stage.cfg.mask_clip
     if path is None:
         return None
     cfg = stage.cfg.clip.model_copy(update={"pretrained": path})
@@ -64,13 +64,13 @@ class ScanTask(ImageTask):
         mask_visual = load_mask_clip(stage, clip)
         torch.manual_seed(stage.base.seed)
         model = build_scan_segmenter(cfg, clip_embed_dim(clip), clip, mask_visual=mask_visual,
-                                     inference=cfg.scan.inference_for(cfg.eval.dataset))
+                                     inference=cfg.inference_for(cfg.eval.dataset))
         return Built(stage, clip, model)
 
     def evaluate(self, stage, built: Built, device: torch.device, progress: bool, cache_dir=None):
         """The image task's evaluation with the test-time settings of ``eval.dataset``; the summary also
         records them under ``scan``."""
-        settings = stage.cfg.scan.inference_for(stage.cfg.eval.dataset)
+        settings = stage.cfg.inference_for(stage.cfg.eval.dataset)
         built.model.set_inference(settings)
         summary, per_class = super().evaluate(stage, built, device, progress, cache_dir)
         return {**summary, "scan": scan_summary(settings, built.model.sim is not None)}, per_class
