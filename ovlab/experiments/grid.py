@@ -110,7 +110,7 @@ def run_cell(stage: StageParams, table: str, cell: str, *, progress: bool = True
     kind, name = stage.cfg.grid_model(table, cell)
     metrics: dict = {}
     if kind == "own":
-        # No grid benchmarks: the section's own evaluation, scored by the trainer (the video rows).
+        # Without grid benchmarks the trainer scores the section's own ``eval`` (the video rows).
         res = train(sub, task=task, evaluate=grids.eval_datasets is None, progress=progress)
         weights, trained = res.output / "model.pt", res.metrics
         metrics.update(res.metrics)
@@ -137,6 +137,10 @@ def run_cell(stage: StageParams, table: str, cell: str, *, progress: bool = True
 
 
 def _evaluate(task, sub: StageParams, weights: Path, datasets, metrics: dict, progress: bool, out: Path) -> dict:
+    """Score ``weights`` with ``task.evaluate`` on every benchmark of ``datasets`` (``eval.dataset`` set
+    per benchmark), or once with the section's own ``eval`` when ``datasets`` is ``None`` (a video
+    section's ``eval`` names no benchmark). Writes the first benchmark's ``per_class.csv``; returns
+    ``{dataset: summary}``."""
     device = _device(sub)
     built = task.build(sub)
     built.model.load_state_dict(load_checkpoint(weights)["model"])
@@ -144,9 +148,12 @@ def _evaluate(task, sub: StageParams, weights: Path, datasets, metrics: dict, pr
     metrics["clip"] = built.clip.identity()
     cache = sub.path(sub.base.paths.cache)
     evals, first_rows = {}, None
-    for ds in datasets or [sub.cfg.eval.dataset]:
-        ev_cfg = sub.cfg.model_copy(update={"eval": sub.cfg.eval.model_copy(update={"dataset": ds})})
-        ev = StageParams(sub.name, sub.base, ev_cfg, sub.root, sub.source)
+    def on(ds: str) -> StageParams:
+        cfg = sub.cfg.model_copy(update={"eval": sub.cfg.eval.model_copy(update={"dataset": ds})})
+        return StageParams(sub.name, sub.base, cfg, sub.root, sub.source)
+
+    stages = [sub] if datasets is None else [on(ds) for ds in datasets]
+    for ev in stages:
         summary, per_class = task.evaluate(ev, built, device, progress, cache)
         evals[summary["dataset"]] = {k: _num(v) for k, v in summary.items()}
         if first_rows is None:
