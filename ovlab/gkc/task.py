@@ -17,7 +17,7 @@ def attach_distill_head(built: Built) -> Built:
     """Give ``built.model`` its TGKD student head (``model.distill``) when ``gkc.kd.mode`` is not ``none``.
 
     The head projects the prior / post query embeddings of every decoder prediction into the CLIP
-    space (GKC §3.3, Fig. 3; GKC ``mask_former/modeling/transformer/transformer_predictor.py``).
+    space (GKC §3.2 and Tab. 6: the student is the query before or after projection).
     """
     cfg = built.stage.cfg
     kd = getattr(getattr(cfg, "gkc", None), "kd", None)
