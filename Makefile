@@ -5,7 +5,7 @@ export OVLAB_VENV := $(VENV)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: setup repro test data clean-reports
+.PHONY: setup repro test data clean-reports lab
 
 setup:
 	@bash scripts/setup.sh
@@ -24,3 +24,9 @@ test: setup
 
 clean-reports:
 	rm -rf reports results
+
+# Exploring: JupyterLab in the venv on the repo. Stage notebooks are saved clean (ovlab.notebook.pre_save_hook:
+# no outputs, committed metadata) and, opened by hand, write to .cache/ovlab/scratch/ instead of the DVC outputs.
+LAB_ARGS ?=
+lab: setup
+	jupyter lab --notebook-dir=. --FileContentsManager.pre_save_hook=ovlab.notebook.pre_save_hook $(LAB_ARGS)

@@ -1,6 +1,13 @@
-"""The caveat every report built on the embedded default must show."""
+"""What ovlab tells its user besides results: the caveat every report built on the embedded default
+must show, and the one channel for warnings (each once per process; ``--verbose`` for all)."""
 
 from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import sys
+import warnings
 
 EMBEDDED_CAVEAT = (
     "These numbers come from the embedded default: a small synthetic dataset made by "
@@ -28,3 +35,93 @@ def caveat_markdown(profile: str, *, synthetic_data: bool = True, untrained_clip
         return Markdown(text)
     except ImportError:  # pragma: no cover
         return text
+
+
+# --- Warnings: each once per process, in one place ------------------------------------------------
+
+
+class OvlabWarning(UserWarning):
+    """A warning of ovlab's own (untrained CLIP, duplicate keys, ...): shown once per process as
+    ``ovlab: warning: <message>`` (no source line); every time with ``--verbose``."""
+
+
+warnings.filterwarnings("once", category=OvlabWarning)
+
+_VERBOSE = False
+
+
+def warn_once(message: str, *, stacklevel: int = 2) -> None:
+    """Emit ``message`` as an :class:`OvlabWarning`: the single channel for ovlab's warnings.
+
+    Python's ``once`` filter shows one message once per process whatever the call site; tests
+    still catch every occurrence with ``pytest.warns``; ``--verbose`` (:func:`configure_output`)
+    shows each occurrence.
+    """
+    warnings.warn(message, OvlabWarning, stacklevel=stacklevel + 1)
+
+
+def _format(message, category, filename, lineno, line=None, _orig=warnings.formatwarning):
+    if issubclass(category, OvlabWarning) and not _VERBOSE:
+        return f"ovlab: warning: {message}\n"
+    return _orig(message, category, filename, lineno, line)
+
+
+warnings.formatwarning = _format  # ovlab's own warnings without source lines, also in notebooks; others unchanged
+
+
+def configure_output(verbose: bool = False) -> None:
+    """Set up a command's console output (called once by the ``ovlab`` entry points).
+
+    Default: ovlab's warnings once each, without source lines; the logging of ovlab and of the
+    libraries it drives (open_clip, DVCLive, papermill) at WARNING, printed as
+    ``<logger>: <message>``. ``verbose``: every occurrence of a warning with its source line,
+    and INFO logging.
+    """
+    global _VERBOSE
+    _VERBOSE = bool(verbose)
+    warnings.formatwarning = _format
+    if verbose:
+        warnings.filterwarnings("always", category=OvlabWarning)
+    level = logging.INFO if verbose else logging.WARNING
+    root = logging.getLogger()
+    if not root.handlers:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        root.addHandler(h)
+    root.setLevel(level)
+
+
+def is_verbose() -> bool:
+    """Whether ``--verbose`` was given (:func:`configure_output`)."""
+    return _VERBOSE
+
+
+class _Drop(logging.Filter):
+    def __init__(self, pattern: str):
+        super().__init__()
+        self.pattern = re.compile(pattern)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.search(record.getMessage())
+
+
+@contextlib.contextmanager
+def drop_log_messages(pattern: str, logger: str = ""):
+    """Within the block, drop the records of ``logger`` (default: the root logger) whose message
+    matches ``pattern`` — a library's own copy of a warning ovlab already gives once.
+
+    A temporary ``NullHandler`` keeps ``logging.warning`` from installing a default handler on an
+    unconfigured root logger.
+    """
+    log = logging.getLogger(logger)
+    flt, null = _Drop(pattern), logging.NullHandler()
+    log.addFilter(flt)
+    added = not log.handlers
+    if added:
+        log.addHandler(null)
+    try:
+        yield
+    finally:
+        log.removeFilter(flt)
+        if added:
+            log.removeHandler(null)

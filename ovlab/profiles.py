@@ -3,7 +3,8 @@
 A profile file ``profiles/<name>.yaml`` lists only the values that differ between profiles, as a
 nested mapping shaped like ``params.yaml`` (each paper value is stated there once). Applying it
 writes those values into ``params.yaml`` (comments and order kept, written atomically after
-validating the result) and sets ``base.profile``. A value equal to the schema default is removed
+validating the result, in the style in which ``dvc exp run -S`` rewrites the file —
+:func:`round_trip_dump` — so that neither tool churns it) and sets ``base.profile``. A value equal to the schema default is removed
 instead, so ``params.yaml`` keeps listing only what differs from the defaults (except the keys
 that ``dvc.yaml`` interpolates, which stay). Both profile files list the same keys, so switching
 back and forth gives the same parameters; DVC then re-runs exactly the stages whose params changed.
@@ -12,12 +13,11 @@ A grid's ``common`` overrides are one value (the whole mapping), not one key per
 
 from __future__ import annotations
 
-import io
 import sys
 from pathlib import Path
 
 from ovlab.atomic import write_text
-from ovlab.config import ParamsError, parse_params, read_yaml
+from ovlab.config import ParamsError, parse_params, parse_yaml, read_yaml
 
 PROFILES = ("embedded", "paper")
 
@@ -32,8 +32,9 @@ def _leaves(d: dict, prefix: tuple = ()):
 
 
 _MISSING = object()
-EXPLICIT = ("pretrained",)
-"""Keys never removed: ``clip.pretrained: null`` (an untrained CLIP) must be written explicitly."""
+EXPLICIT = ("pretrained", "superpoint_checkpoint")
+"""Keys never removed: ``clip.pretrained: null`` (an untrained CLIP) and ``structure.superpoint_checkpoint:
+null`` (an untrained SuperPoint) must be written explicitly; their defaults are the real weights."""
 
 
 def _schema_defaults() -> dict:
@@ -65,17 +66,6 @@ def _drop_empty(node, depth: int = 0) -> None:
             del node[k]
 
 
-def _flow(value):
-    """Lists written in flow style (``[a, b]``), as params.yaml writes them."""
-    from ruamel.yaml.comments import CommentedSeq
-
-    if isinstance(value, list):
-        seq = CommentedSeq(_flow(v) for v in value)
-        seq.fa.set_flow_style()
-        return seq
-    return value
-
-
 def dvc_keys(dvc_file: str | Path) -> set[str]:
     """The params keys that ``dvc.yaml`` reads: interpolated (``${tgkd.output}``) or tracked by a
     stage's ``params`` list (``tgkd.loss``). DVC needs them present, so they stay in params.yaml."""
@@ -101,29 +91,61 @@ def profile_keys(profile_file: str | Path) -> set[str]:
     return {".".join(k) for k, _ in _leaves(data)}
 
 
-def _float_representer():
-    """ruamel's round-trip representer, but new floats keep a '.' in the mantissa (6e-05 → 6.0e-05),
-    so PyYAML (YAML 1.1) reads them back as floats, not strings."""
-    from ruamel.yaml.representer import RoundTripRepresenter
-
-    class FloatRepresenter(RoundTripRepresenter):
-        pass
-
-    def represent(rep, value):
-        text = repr(float(value))
-        if "e" in text and "." not in text.split("e")[0]:
-            mantissa, exponent = text.split("e")
-            text = f"{mantissa}.0e{exponent}"
-        if text in ("inf", "-inf", "nan"):
-            text = {"inf": ".inf", "-inf": "-.inf", "nan": ".nan"}[text]
-        return rep.represent_scalar("tag:yaml.org,2002:float", text)
-
-    FloatRepresenter.add_representer(float, represent)
-    FloatRepresenter.add_representer(type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
-    return FloatRepresenter
+def _plain(value):
+    """What ``dvc exp run -S`` puts in place of every value it rewrites: sequences and mappings as plain
+    ``list`` / ``dict`` (their flow style lost), scalars as they were read (a float keeps its text)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
-_FloatRepresenter = _float_representer()
+def _plain_leaves(node) -> None:
+    """Replace, in place, every value below the mappings of ``node`` by :func:`_plain` (the mappings
+    themselves stay, with their comments and flow style)."""
+    for k in list(node):
+        v = node[k]
+        if isinstance(v, dict) and hasattr(v, "fa"):
+            _plain_leaves(v)
+        else:
+            node[k] = _plain(v)
+
+
+def _yaml():
+    """ruamel's round-trip YAML as DVC configures it to rewrite ``params.yaml`` (``dvc exp run -S``:
+    ``dvc.utils.serialize._yaml``): block style for new collections, 80-column lines."""
+    from collections import OrderedDict
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.default_flow_style = False
+    yaml.Representer.add_representer(OrderedDict, yaml.Representer.represent_dict)
+    return yaml
+
+
+def round_trip_load(text: str):
+    """Parse ``params.yaml`` for a rewrite (ruamel round-trip: comments, order, flow style kept)."""
+    return _yaml().load(text)
+
+
+def round_trip_dump(doc) -> str:
+    """Write a document of :func:`round_trip_load` the way ``dvc exp run -S`` rewrites ``params.yaml``.
+
+    Every value that is not a mapping is written as a plain value (lists in block style unless
+    inside a flow mapping, ``null`` as an empty value in a block mapping, floats by ``repr``),
+    mappings keep their comments and style. So a file written here is a fixed point of DVC's
+    rewrite: ``dvc exp run -S a.b=1`` then changes that one line and nothing else
+    (``tests/test_profile_roundtrip.py``). Floats such as ``6e-05`` are YAML 1.2 floats, which is how
+    :func:`ovlab.config.read_yaml` and DVC read them.
+    """
+    import io
+
+    _plain_leaves(doc)
+    buf = io.StringIO()
+    _yaml().dump(doc, buf)
+    return buf.getvalue()
 
 
 def apply_profile(profile: str, params_file: str | Path = "params.yaml", profiles_dir: str | Path | None = None) -> Path:
@@ -133,7 +155,7 @@ def apply_profile(profile: str, params_file: str | Path = "params.yaml", profile
         ParamsError: unknown profile, a profile key that is not a parameter, or a result that
             does not validate (params.yaml is then left unchanged).
     """
-    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
 
     params_file = Path(params_file)
     pdir = Path(profiles_dir) if profiles_dir is not None else params_file.parent / "profiles"
@@ -142,12 +164,7 @@ def apply_profile(profile: str, params_file: str | Path = "params.yaml", profile
         known = sorted(p.stem for p in pdir.glob("*.yaml"))
         raise ParamsError(f"{pfile}: no such profile (known: {', '.join(known) or 'none'})")
     overrides = read_yaml(pfile) or {}
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.Representer = _FloatRepresenter
-    yaml.width = 4096  # keep one-line flow mappings on one line
-    doc = yaml.load(params_file.read_text(encoding="utf-8"))
-    from ruamel.yaml.comments import CommentedMap
+    doc = round_trip_load(params_file.read_text(encoding="utf-8"))
 
     defaults, keep = _schema_defaults(), dvc_keys(params_file.parent / "dvc.yaml")
     for path, value in _leaves(overrides):
@@ -171,15 +188,12 @@ def apply_profile(profile: str, params_file: str | Path = "params.yaml", profile
             if k not in node or node[k] is None:
                 node[k] = CommentedMap()
             node = node[k]
-        node[path[-1]] = _flow(value)
+        node[path[-1]] = value
     _drop_empty(doc)
     doc["base"]["profile"] = profile
-    buf = io.StringIO()
-    yaml.dump(doc, buf)
-    text = buf.getvalue()
-    import yaml as pyyaml
-
-    parse_params(pyyaml.safe_load(text), source=f"{params_file} (with profile {profile})", root=params_file.parent)
+    text = round_trip_dump(doc)
+    parse_params(parse_yaml(text, str(params_file)), source=f"{params_file} (with profile {profile})",
+                 root=params_file.parent)
     write_text(params_file, text)
     return params_file
 

@@ -1,6 +1,7 @@
 """The notebook runner: ``python -m ovlab.run NOTEBOOK --section NAME`` (also ``ovlab run``).
 
-It loads the params file the caller names, validates ``base`` and the stage section, sets the
+It loads the params file the caller names (with any ``-S key=value`` overrides, :mod:`ovlab.config.overrides`),
+validates ``base`` and the stage section, sets the
 stage environment (seed, offline flags, NLTK data path), executes the notebook with papermill on
 the ``python3`` kernel with ``base``/``section``/``root`` injected into the cell tagged
 ``parameters``, and writes the executed notebook and its HTML to the reports folder, each
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from ovlab.atomic import write_text
 from ovlab.config import ParamsError, load_params
+from ovlab.config.overrides import add_override_argument
 from ovlab.environment import stage_environment
 
 
@@ -55,6 +57,7 @@ def run_notebook(
     html: bool = True,
     progress: bool = True,
     extra_sections: tuple[str, ...] = (),
+    overrides: tuple[str, ...] = (),
 ) -> Path:
     """Execute ``notebook`` for the stage ``section`` and write its report.
 
@@ -66,6 +69,8 @@ def run_notebook(
         reports_dir: where the executed notebook goes (default: ``base.paths.reports``).
         extra_sections: further sections the notebook reads (e.g. ``synonyms`` beside ``synonym_score``),
             injected as ``extra = {name: values}``.
+        overrides: ``KEY=VALUE`` strings set over the params file for this run (``-S``,
+            :mod:`ovlab.config.overrides`); the notebook receives the overridden values.
 
     Returns:
         Path of the executed notebook (``reports/<name>.ipynb``); the HTML lies beside it. The
@@ -83,7 +88,7 @@ def run_notebook(
     nb_path = Path(notebook).resolve()
     if not nb_path.is_file():
         raise FileNotFoundError(f"{notebook}: notebook not found")
-    params = load_params(params_file)
+    params = load_params(params_file, overrides)
     stage = params.stage(section)
     nb = nbformat.read(nb_path, as_version=4)
     if not _has_parameters_cell(nb):
@@ -153,6 +158,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("notebook", help="path of the .ipynb")
     p.add_argument("--section", required=True, help="params section of the stage (e.g. synonyms)")
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    add_override_argument(p)
     p.add_argument("--extra-section", action="append", default=[], metavar="NAME",
                    help="another params section the notebook reads (repeatable); injected as `extra`")
     p.add_argument("--reports-dir", default=None, help="output folder (default: base.paths.reports)")
@@ -163,7 +169,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 def _main(args) -> int:
     try:
         out = run_notebook(args.notebook, args.section, params_file=args.params, reports_dir=args.reports_dir,
-                           kernel=args.kernel, html=not args.no_html, extra_sections=tuple(args.extra_section))
+                           kernel=args.kernel, html=not args.no_html, extra_sections=tuple(args.extra_section),
+                           overrides=tuple(args.overrides))
     except (ParamsError, NotebookFailed, FileNotFoundError, ValueError) as exc:
         print(f"ovlab run: error: {exc}", file=sys.stderr)
         return 1

@@ -66,4 +66,20 @@ if [ ! -f "$tagger_marker" ]; then
     log "no POS tagger (caption nouns of the grounding loss will fail): $tagger_at"
   fi
 fi
+# 4. JupyterLab (`make lab`): stage notebooks are saved clean by ovlab's pre-save hook, for any `jupyter lab`
+#    started from this venv (its sys-prefix Jupyter config).
+jconf="$VENV/etc/jupyter/jupyter_server_config.d"
+if [ ! -f "$jconf/ovlab.json" ]; then
+  mkdir -p "$jconf"
+  printf '{"FileContentsManager": {"pre_save_hook": "ovlab.notebook.pre_save_hook"}}\n' > "$jconf/ovlab.json"
+fi
+# 5. Headless Chromium + chromedriver for the real-browser tests (tests/test_browser.py skips without them).
+if ! command -v chromedriver >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo -n"
+  if [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; then
+    log "installing Debian's chromium and chromium-driver (browser tests)"
+    { $SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+        --no-install-recommends chromium chromium-driver >/dev/null; } || log "chromium install failed: browser tests will skip"
+  fi
+fi
 log "ready: $VENV ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

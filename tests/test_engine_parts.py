@@ -74,7 +74,8 @@ def test_param_groups_backbone_multiplier_and_no_decay():
             self.head = torch.nn.Linear(2, 2)
             self.logit_scale = torch.nn.Parameter(torch.tensor(1.0))
 
-    groups = {g["name"]: g for g in param_groups(M(), lr=1.0, weight_decay=0.05, backbone_multiplier=0.1)}
+    groups = {g["name"]: g for g in param_groups(M(), lr=1.0, weight_decay=0.05, backbone_multiplier=0.1,
+                                                 no_decay="extended")}  # τ exempt; the official rule: test_gkc_fidelity
     assert groups["backbone"]["lr"] == 0.1 and groups["backbone"]["weight_decay"] == 0.05
     assert len(groups["backbone/no_decay"]["params"]) == 2  # BN weight and bias
     assert groups["head/no_decay"]["weight_decay"] == 0.0 and len(groups["head/no_decay"]["params"]) == 1

@@ -24,10 +24,11 @@ SCAN_ADE150 = """ade150_map = {25: 1, 26: 21, 9: 17, 11: 6, 30: 31, 19: 31, 35: 
 
 
 def test_shipped_maps_load_and_cover_the_three_vocabularies():
-    assert {"ade20k_150", "ade20k_847", "pascal_context_459"} <= set(association_names())
+    names = set(association_names())
     for name, k in [("ade20k_150", 150), ("ade20k_847", 847), ("pascal_context_459", 459)]:
-        m = load_association_map(name)
-        assert m.num_classes == k and len(m.pairs()) > 20
+        assert {f"scan_{name}", f"wordnet_{name}"} <= names
+        for m in (load_association_map(name), load_association_map(f"wordnet_{name}")):
+            assert m.num_classes == k and len(m.pairs()) > 20
 
 
 def test_ade150_map_contains_every_scan_pair():
@@ -106,7 +107,7 @@ def test_shipped_files_are_what_the_builder_makes():
     from ovlab.vocab import load_wordnet
 
     wn, ov = load_wordnet(), load_overrides()
-    for name in ("ade20k_150", "pascal_context_459"):
+    for name in ("ade20k_150", "ade20k_847", "pascal_context_459"):
         built = build_association_map(name, wn, ov)
-        shipped = load_association_map(name)
+        shipped = load_association_map(f"wordnet_{name}")       # the WordNet family (SCAN's maps are the default)
         assert built.pairs() == shipped.pairs()

@@ -160,7 +160,9 @@ def test_stage_runs_skips_absent_ade_and_scores_predictions(tmp_path, embedded_r
                                                            ("swaps", "csv"), ("per_class", "csv"))}}
     res = run_sgiou_stage(stage_params("sgiou", {}, section, REPO))
     assert [p.name for p in res.parts] == ["coco"] and "not found" in res.skipped["ade"]
-    m = json.loads((out / "metrics.json").read_text())
+    from ovlab.config.record import read_record
+
+    m = read_record(out / "metrics.json")  # metrics.json + info.json (the caveat)
     assert m["synthetic"] is True and "caveat" in m and "skipped" in m["ade"]
     assert m["coco"]["num_images"] == 3 and m["coco"]["control_mean_gap"] == 0.0
     assert m["predictions"]["mIoU"] == 100.0 and m["predictions"]["sg_iou"]["mIoU"] == 100.0

@@ -48,7 +48,7 @@ def test_params_yaml_lists_only_what_differs_from_the_defaults(repo_root):
     same = [".".join(p) for p, v in _leaves(raw) if "grids" not in p and ".".join(p) not in keep
             and p != ("base", "profile") and p[-1] != "pretrained" and _default_at(defaults, p) == v]
     assert same == [], f"params.yaml restates schema defaults: {same}"
-    assert len((repo_root / "params.yaml").read_text().splitlines()) <= 200
+    assert len((repo_root / "params.yaml").read_text().splitlines()) <= 300  # long grid cells are block mappings (a flow mapping past 80 columns is re-wrapped by `dvc exp run -S`)
 
 
 def test_switch_and_back_is_exact(repo_root, tmp_path):

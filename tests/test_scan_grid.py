@@ -156,6 +156,7 @@ def tiny_grid(embedded_root, tmp_path_factory):
                   "checkpoint_dir": str(out / "checkpoints")},
         "eval": {"root": str(embedded_root), "templates": "none"},
         "sim": {"cross_attention_layers": 1, "encoder_layers": 1, "encoder_ff": 32},
+        "cs_finetune": {"enabled": False},   # the pretrained CLIP classifies the crops (CS fine-tuning: test_scan_cs_finetune.py)
         "grids": {"output": str(out / "results"), "eval_max_images": 1,
                   "models": {"sim": {}, "nosim": {"sim.enabled": False}},
                   "table4": {"cls": {"sim.use_spatial": False, "contextual_shift.enabled": False}},

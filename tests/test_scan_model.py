@@ -39,9 +39,10 @@ def clip():
         return load_clip("ovlab-tiny-vit", pretrained=None)
 
 
-def _cfg(**scan) -> ScanStageParams:
+def _cfg(head: str = "scan", **scan) -> ScanStageParams:
+    """``head="gkc"`` where a test compares with the plain segmenter (``build_segmenter``, GKC's head)."""
     sim = {**TINY_SIM, **scan.pop("sim", {})}
-    return ScanStageParams.model_validate({"model": TINY_MODEL, "sim": sim, **scan})
+    return ScanStageParams.model_validate({"model": {**TINY_MODEL, "head": head}, "sim": sim, **scan})
 
 
 def _build(clip, cfg, seed=0) -> ScanSegmenter:
@@ -51,7 +52,7 @@ def _build(clip, cfg, seed=0) -> ScanSegmenter:
 
 # ---------------------------------------------------------------------------------- SIM in the path
 def test_without_sim_the_embeddings_are_the_segmenters(clip):
-    cfg = _cfg(sim={"enabled": False})
+    cfg = _cfg("gkc", sim={"enabled": False})
     torch.manual_seed(0)
     seg = build_segmenter(cfg.model, 64, clip).eval()
     scan = _build(clip, cfg)
@@ -66,7 +67,7 @@ def test_without_sim_the_embeddings_are_the_segmenters(clip):
 
 
 def test_sim_with_gamma_zero_and_no_other_path_is_the_identity(clip):
-    cfg = _cfg(sim={"use_spatial": False, "gamma_init": 0.0, "encoder_layers": 0})
+    cfg = _cfg("gkc", sim={"use_spatial": False, "gamma_init": 0.0, "encoder_layers": 0})
     torch.manual_seed(0)
     seg = build_segmenter(cfg.model, 64, clip).eval()
     scan = _build(clip, cfg)
@@ -115,7 +116,7 @@ def test_mask_only_is_the_in_model_semantic_inference(clip):
 
 
 def test_mask_only_without_sim_equals_the_segmenter(clip):
-    cfg = _cfg(sim={"enabled": False}, inference="mask")
+    cfg = _cfg("gkc", sim={"enabled": False}, inference="mask")
     torch.manual_seed(0)
     seg = build_segmenter(cfg.model, 64, clip).eval()
     scan = _build(clip, cfg)
@@ -287,7 +288,8 @@ def test_scan_task_trains_evaluates_and_round_trips(scan_run):
     ev = res.metrics["eval"]
     assert ev["dataset"] == "coco_133" and ev["num_images"] == 1 and "mIoU" in ev
     assert ev["scan"] == {"inference": "both", "sim": True, "cs_source": "cls", "cs_layers": [1], "cs_ratio": 0.3,
-                          "cs_enabled": True, "mask_threshold": 0.4, "clip_weight": 0.7, "renormalize": False}
+                          "cs_enabled": True, "mask_threshold": 0.4, "clip_weight": 0.7, "renormalize": False,
+                          "name_encoding": "whole", "padding": "grey"}
     state = load(res.output / "model.pt")
     assert state["stage"] == "scan" and not any("visual" in k for k in state["model"])
     with warnings.catch_warnings():

@@ -80,7 +80,9 @@ def test_stage_on_real_coco_samples(tmp_path, shared_data, synonyms_file, coco_s
             if len(names) == 1:
                 n_trivial += 1
                 assert s["trivial"] and s["scores"] == {s["class"]: 1.0}
-    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    from ovlab.config.record import read_record
+
+    m = read_record(tmp_path / "out" / "metrics.json")  # metrics.json + info.json (caveat, warning)
     assert m["n_trivial"] == n_trivial and m["n_scored"] == m["n_segments"] - n_trivial > 0
     assert m["clip"]["untrained"] is True and "UNTRAINED CLIP" in m["clip"]["warning"]
     assert "UNTRAINED CLIP" in m["caveat"] and m["synthetic"] is True

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,6 +29,7 @@ from typing import Any, Iterator
 import torch
 
 from ovlab.atomic import write_with
+from ovlab.caveats import drop_log_messages, warn_once
 from ovlab.clip.registry import register_tiny_configs
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -306,8 +305,7 @@ def load_clip(
     checkpoint: Path | None = None
     untrained = pretrained is None
     if untrained:
-        warnings.warn(f"{name}: {UNTRAINED_WARNING}", UserWarning, stacklevel=2)
-        logging.getLogger("ovlab.clip").warning("%s: %s", name, UNTRAINED_WARNING)
+        warn_once(f"{name}: {UNTRAINED_WARNING}")  # once per process, the one channel (ovlab.caveats)
     else:
         pretrained = str(pretrained)
         tag_cfg = get_pretrained_cfg(clean, pretrained) or {}
@@ -331,12 +329,18 @@ def load_clip(
     kwargs = dict(precision=precision, device=device, force_quick_gelu=quick_gelu,
                   force_preprocess_cfg=pre or None, pretrained_text=False, pretrained_image=False)
     if untrained:
-        with torch.random.fork_rng(devices=[]), _hub_offline():
+        with torch.random.fork_rng(devices=[]), _hub_offline(), drop_log_messages("No pretrained weights loaded"):
             torch.manual_seed(seed)
             model = open_clip.create_model(clean, pretrained=None, **kwargs)
     elif checkpoint is not None:
         with _hub_offline():
-            model = open_clip.create_model(clean, pretrained=str(checkpoint), **kwargs)
+            try:
+                model = open_clip.create_model(clean, pretrained=str(checkpoint), **kwargs)
+            except Exception as exc:  # truncated or foreign weights: torch and pickle raise many kinds
+                from ovlab.data.errors import CorruptFileError
+
+                raise CorruptFileError(checkpoint, f"cannot load it as {name} weights ({type(exc).__name__}: "
+                                       f"{str(exc).splitlines()[0][:300] if str(exc) else ''})") from None
     else:  # a known tag, not on disk, downloads allowed
         model = open_clip.create_model(clean, pretrained=pretrained, cache_dir=str(cache_dir) if cache_dir else None,
                                        **kwargs)

@@ -47,6 +47,19 @@ TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
+NAME_ENCODINGS: tuple[str, ...] = ("split", "whole")
+"""How a multi-name class string ("person, individual, someone") becomes text embeddings:
+
+- ``split``: one embedding per name (:func:`ovlab.data.names.split_multi_name`), class logit = max over
+  its names (GKC's code, ``mask2former/maskformer_model_voca_dense_kd_syn.py`` L778–781; ovlab's
+  default for GKC and kit-trained models);
+- ``whole``: the whole string under each template, one embedding per class (SCAN's code:
+  ``scan/modeling/clip_adapter/text_template.py`` formats the class name as the dataset writes it,
+  for the in-model and the CLIP classifier alike). The SCAN paper is silent, so SCAN's sections
+  default to the official ``whole`` (``scan.name_encoding``), ``split`` one switch away.
+"""
+
+
 def resolve_templates(templates: str | Sequence[str]) -> list[str]:
     """``"none"`` / ``"photo"`` / ``"vild"``, a single template string containing ``{}``, or a list of them.
 
@@ -138,6 +151,7 @@ def build_text_bank(
     split_multi: bool = True,
     cache_dir: str | os.PathLike | None = None,
     batch_size: int = 256,
+    name_encoding: str | None = None,
 ) -> TextBank:
     """Encode a vocabulary into a :class:`TextBank`.
 
@@ -147,13 +161,19 @@ def build_text_bank(
             :func:`ovlab.data.names.split_multi_name` when ``split_multi`` (``"wall, brick wall"``,
             ``"bag_or_package"``), a list of strings is taken as the class's names verbatim.
         templates: see :func:`resolve_templates`.
+        name_encoding: ``split`` or ``whole`` (:data:`NAME_ENCODINGS`); when given it sets
+            ``split_multi`` (``whole`` = ``split_multi=False``).
         cache_dir: when set, the bank is stored as ``<cache_dir>/text_bank/<key>.pt``, the key hashing
             the model name, its weights (tag + checkpoint file identity, or untrained seed), the
             templates and the names; a later call with the same key reads it instead of encoding.
 
     Raises:
-        ValueError: an empty class or vocabulary.
+        ValueError: an empty class or vocabulary, or an unknown ``name_encoding``.
     """
+    if name_encoding is not None:
+        if name_encoding not in NAME_ENCODINGS:
+            raise ValueError(f"name_encoding must be one of {NAME_ENCODINGS}, got {name_encoding!r}")
+        split_multi = name_encoding == "split"
     groups = []
     for c in classes:
         names = (split_multi_name(c) if split_multi else [c]) if isinstance(c, str) else list(c)

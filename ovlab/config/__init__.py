@@ -4,6 +4,8 @@
 :class:`Params`; every problem (unknown key, wrong type, missing value, YAML syntax) raises
 :class:`ParamsError` naming the file and the dotted key path. The library never reads
 ``params.yaml`` on its own: callers (the runner, the CLI, a notebook cell) pass what they loaded.
+Every stage command takes ``-S key=value`` overrides (:mod:`ovlab.config.overrides`), applied by
+:func:`load_params` before validation. The file is read as YAML 1.2 (:func:`parse_yaml`), as DVC reads it.
 
 To add a stage's section: write ``ovlab/config/<stage>.py`` with a :class:`Section` subclass and add
 one field to :class:`Params`.
@@ -14,9 +16,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-import yaml
 from pydantic import PrivateAttr, ValidationError
 
 from ovlab.config.base import BaseParams, PathsParams
@@ -28,6 +30,7 @@ from ovlab.config.sgiou import SgiouParams
 from ovlab.config.tgkd import TgkdParams
 from ovlab.config.scan import ScanStageParams
 from ovlab.config.video import VideoStageParams
+from ovlab.config.physical import PhysicalStageParams
 
 __all__ = [
     "BaseParams",
@@ -42,6 +45,7 @@ __all__ = [
     "format_validation_error",
     "load_params",
     "parse_params",
+    "parse_yaml",
     "read_yaml",
     "section_values",
     "stage_params",
@@ -58,6 +62,7 @@ class Params(Section):
     tgkd: TgkdParams
     scan: ScanStageParams
     video: VideoStageParams
+    physical: PhysicalStageParams
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="<dict>")
@@ -194,8 +199,26 @@ def format_validation_error(err: ValidationError, source: str, prefix: str = "")
     return "\n".join(lines)
 
 
+def parse_yaml(text: str, source: str = "<text>") -> Any:
+    """Parse YAML text as YAML 1.2 (ruamel's safe loader), the way DVC reads ``params.yaml``.
+
+    YAML 1.2, not PyYAML's 1.1: ``6e-05`` is a float (DVC's rewrite of ``params.yaml`` writes floats
+    so), ``yes`` / ``on`` are strings, and a key given twice is an error.
+
+    Raises:
+        ParamsError: the text is not valid YAML (the message gives ``source`` and the line).
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        raise ParamsError(f"{source}: invalid YAML: {exc}") from None
+
+
 def read_yaml(path: str | os.PathLike) -> Any:
-    """Read a YAML file with clear errors.
+    """Read a YAML file with clear errors (:func:`parse_yaml`).
 
     Raises:
         ParamsError: the file is missing or is not valid YAML (the message gives the line).
@@ -203,10 +226,7 @@ def read_yaml(path: str | os.PathLike) -> Any:
     p = Path(path)
     if not p.is_file():
         raise ParamsError(f"{p}: parameter file not found")
-    try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{p}: invalid YAML: {exc}") from exc
+    return parse_yaml(p.read_text(encoding="utf-8"), str(p))
 
 
 def parse_params(data: Any, *, source: str = "<dict>", root: str | os.PathLike | None = None) -> Params:
@@ -232,11 +252,49 @@ def parse_params(data: Any, *, source: str = "<dict>", root: str | os.PathLike |
     return params
 
 
-def load_params(path: str | os.PathLike = "params.yaml") -> Params:
+def load_params(path: str | os.PathLike = "params.yaml", overrides: Sequence[str] = ()) -> Params:
     """Load and validate a params file; relative paths inside resolve against its folder.
 
+    Args:
+        path: the params file.
+        overrides: ``KEY=VALUE`` strings (``-S`` / ``--set`` of the stage commands) set over the
+            file's values before validation (:mod:`ovlab.config.overrides`); the file is not changed.
+
+    Under a profile other than ``embedded`` (whose values the schema defaults are), a key that
+    ``profiles/<base.profile>.yaml`` beside the file sets must be written in it: a schema default
+    would silently fill it with the embedded value (:mod:`ovlab.config.profile_gaps`).
+
     Raises:
-        ParamsError: see :func:`parse_params` and :func:`read_yaml`.
+        ParamsError: see :func:`parse_params` and :func:`read_yaml`; a bad override is named
+            ``params.yaml (-S key=value): key: reason``; a profile key missing under a non-default
+            profile names the key, the profile's value and the default that would fill the gap.
     """
+    from ovlab.config.overrides import apply_overrides, relabel
+
     p = Path(path)
-    return parse_params(read_yaml(p), source=str(p), root=p.resolve().parent)
+    data = read_yaml(p)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    try:
+        params = parse_params(data, source=str(p), root=p.resolve().parent)
+    except ParamsError as exc:
+        if not overrides:
+            raise
+        raise ParamsError(relabel(str(exc), str(p), list(overrides))) from None
+    _check_profile_gaps(data, params, p)
+    return params
+
+
+def _check_profile_gaps(data: dict, params: Params, path: Path) -> None:
+    """Under a profile other than the defaults' (``embedded``), every key of ``profiles/<profile>.yaml``
+    beside the params file must be written (:mod:`ovlab.config.profile_gaps`)."""
+    from ovlab.config.profile_gaps import gaps_message, profile_gaps
+
+    name = params.base.profile
+    pfile = path.resolve().parent / "profiles" / f"{name}.yaml"
+    if name == "embedded" or not pfile.is_file():
+        return
+    defaults = {n: f.annotation().model_dump(mode="json") for n, f in Params.model_fields.items()}
+    gaps = profile_gaps(data, read_yaml(pfile) or {}, defaults)
+    if gaps:
+        raise ParamsError(gaps_message(str(path), name, pfile, gaps))

@@ -51,7 +51,8 @@ class DistillParams(Section):
         teacher: ``global`` (attention-pool global token; code default ``attn_g``) | ``spatial``
             (attention-pool spatial tokens; paper best, released checkpoint ``attn_l``).
         spatial_pool: how ``spatial`` tokens become one vector: ``masked`` (paper: "mask-based
-            pooling") | ``mean`` (code: average over the whole 7×7 grid of the crop).
+            pooling"; with ``teacher_input: crop`` over the mask cut and stretched with the crop) |
+            ``mean`` (code: average over the whole 7×7 grid of the crop).
         teacher_input: ``in_model_mask`` (paper: the image masked by the GT mask) | ``crop`` (code:
             grey-filled bbox crop of the un-augmented image, stretched to 224).
         student: ``prior`` (queries before the projection, through a per-layer Linear; paper best) |

@@ -20,7 +20,8 @@ Every training section (``tgkd``, ``scan``, ``video``) has a ``grids`` block of 
 A cell's overrides use dotted keys (``a.b.c: v``; nested mappings work too) over its section. Which
 weights a cell scores:
 
-1. ``model: <name>`` (a shared model) or ``model: <table>/<cell>`` (a cell that trains its own):
+1. ``model: <name>`` (a shared model), ``model: <table>/<cell>`` (a cell that trains its own) or
+   ``model: converted:<path>`` (a converted official checkpoint, SCAN Tables 6–8 on released weights):
    the cell evaluates those weights, with its own *test-time* overrides (the section's
    :attr:`GridSection.TEST_TIME_KEYS`, e.g. SCAN's Contextual Shift, GKC's two-stage inference);
    such a cell may change nothing else.
@@ -47,6 +48,9 @@ from ovlab.config.schema import Section
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
 MODEL_KEY = "model"
 """The reserved cell key naming the trained weights a cell evaluates."""
+CONVERTED_PREFIX = "converted:"
+"""``model: converted:<path>``: the cell evaluates a converted official checkpoint (``ovlab convert
+scan``, or an official ``.pth``) with its own test-time overrides, nothing trained (SCAN Tables 6–8)."""
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -215,7 +219,9 @@ class GridSection(Section):
     def _merged(self, base: "GridSection", overrides: dict, where: str) -> "GridSection":
         if "grids" in overrides:
             raise ValueError(f"{where}: grids: a cell cannot change the grids")
-        doc = deep_merge(base.model_dump(mode="json"), overrides)
+        # only what the base sets explicitly, so a value a ``preset`` filled in (``loss.preset``) is
+        # filled again from the cell's own preset instead of being frozen at the base's
+        doc = deep_merge(base.model_dump(mode="json", exclude_unset=True), overrides)
         doc["grids"] = GridParams()  # a cell's section has no grids of its own
         try:
             return type(self).model_validate(doc)
@@ -259,6 +265,10 @@ class GridSection(Section):
         return any(dotted == k or dotted.startswith(k + ".") for k in self.TEST_TIME_KEYS)
 
     def _referenced(self, ref: str, where: str) -> "GridSection":
+        if ref.startswith(CONVERTED_PREFIX):  # the checkpoint carries its architecture: the section as it is
+            if not ref[len(CONVERTED_PREFIX):].strip():
+                raise ValueError(f"{where}.model: {ref!r} names no checkpoint path")
+            return self._merged(self, {}, where)
         if "/" in ref:
             table, _, cell = ref.partition("/")
             if (table, cell) not in self.grids.cells() or self.grids.model_ref(table, cell) is not None:
@@ -274,12 +284,15 @@ class GridSection(Section):
 
     def grid_model(self, table: str, cell: str) -> tuple[str, str]:
         """Which weights a cell scores: ``("model", name)`` (a shared model), ``("cell", "<table>/<cell>")``
-        (another cell's own model) or ``("own", "<table>/<cell>")`` (it trains its own).
+        (another cell's own model), ``("converted", path)`` (a converted official checkpoint,
+        :data:`CONVERTED_PREFIX`) or ``("own", "<table>/<cell>")`` (it trains its own).
 
         Raises:
             KeyError / ValueError: see :meth:`grid_section`.
         """
         ref = self.grids.model_ref(table, cell)
+        if ref is not None and ref.startswith(CONVERTED_PREFIX):
+            return "converted", ref[len(CONVERTED_PREFIX):].strip()
         if ref is not None:
             return ("cell", ref) if "/" in ref else ("model", ref)
         view = self.grid_section(table, cell).training_view()

@@ -32,28 +32,28 @@ LOSS_PRESETS: dict[str, dict] = {
 
 
 PAPER_WEIGHTS: dict[str, float] = {
-    "loss_mask": 5.0, "loss_dice": 5.0,          # λ_m
-    "loss_ce": 2.0, "loss_syn": 2.0,             # λ_c (loss_syn only appears when the plain CE is kept)
+    "loss_syn": 2.0,                             # λ_c (loss_syn only appears when the plain CE is kept)
     "loss_grounding": 2.0,                       # λ_g
     "loss_kd": 2.0, "loss_text_kd": 2.0,         # λ_kd
 }
-"""GKC paper Eq. 4 / §4.2."""
+"""GKC paper Eq. 4 / §4.2: the calibration terms (λ_m = 5 and the plain CE's λ_c = 2 are :data:`LOSS_PRESETS`'
+``mask_weight`` / ``dice_weight`` / ``class_weight``, the one home of the Mask2Former terms' weights)."""
 
 CODE_WEIGHTS: dict[str, float] = {
-    "loss_mask": 5.0, "loss_dice": 5.0,          # yaml MASK_WEIGHT, DICE_WEIGHT
-    "loss_ce": 2.0,                              # yaml PLAIN_LOSS_WEIGHT
     "loss_syn": 10.0,                            # default PER_REGION.SYN_CLASS.LOSS_WEIGHT
     "loss_grounding": 10.0,                      # yaml GROUNDING.LOSS_WEIGHT
     "loss_kd": 10.0,                             # default KD.KD_WEIGHT
     "loss_text_kd": 10.0,                        # [INFER] TEXT_KD_WEIGHT is ≤ 0 (unused) by default
 }
-"""GKC official code: the yaml weights and the defaults ``SYN_CLASS.LOSS_WEIGHT``, ``GROUNDING.LOSS_WEIGHT``, ``KD.KD_WEIGHT``."""
+"""GKC official code: the defaults ``SYN_CLASS.LOSS_WEIGHT``, ``KD.KD_WEIGHT`` and the yaml's
+``GROUNDING.LOSS_WEIGHT`` (mask, dice, plain CE: :data:`LOSS_PRESETS`)."""
 
 WEIGHT_PRESETS: dict[str, dict[str, float]] = {"paper": PAPER_WEIGHTS, "code": CODE_WEIGHTS}
 
 
 def loss_weights(preset: str = "paper", **overrides: float) -> dict[str, float]:
-    """The weights of a preset with some replaced, e.g. ``loss_weights("code", loss_kd=2.0)``.
+    """The GKC calibration weights of a preset with some replaced, e.g. ``loss_weights("code", loss_kd=2.0)``
+    (what :meth:`ovlab.config.gkc.LossWeightsParams.resolve` gives the objective).
 
     Raises:
         ValueError: unknown preset or override name.

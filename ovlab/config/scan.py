@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from ovlab.config.clip import ClipParams
 from ovlab.config.grid import GridParams, GridSection
+from ovlab.config.scan_cs import CsFinetuneParams, finetuned_mask_clip
 from ovlab.config.schema import Section
 from ovlab.config.segmenter import BackboneParams, LossParams, ModelParams
 from ovlab.config.train import AugmentParams, EvalParams, LoopParams, OptimParams, ScheduleParams, TrainDataParams
@@ -221,6 +222,13 @@ class ScanParams(Section):
             yongliu20/SCAN ``tools/replace_clip.py``): a checkpoint of the stage's ``clip.model`` that
             ``ovlab.clip.load_clip`` reads, relative to the params file; null = the stage's CLIP
             itself (which also gives SIM and the [CLS] substitutes: SCAN's ``original_clip``).
+        name_encoding: multi-name classes ("person, individual, someone"): ``whole`` = the whole
+            string under each template (SCAN's code; the paper is silent, so the official side is
+            the default) or ``split`` = one embedding per name, max over names (ovlab's GKC rule)
+            (:data:`ovlab.clip.text.NAME_ENCODINGS`) [whole].
+        eval_padding: ``grey`` (the kit's: pad the [0, 1] image with grey, crop from the padded
+            image) or ``official`` (detectron2 ``ImageList``: pad with 0 *after* normalisation, for the
+            backbone and the CLIP; CLIP crops from the unpadded image) [grey; ``protocol: official``].
     """
 
     sim: SimParams = SimParams()
@@ -229,6 +237,8 @@ class ScanParams(Section):
     inference: Literal["both", "mask", "clip"] = "both"
     clip_logit_scale: float = Field(100.0, gt=0.0)
     mask_clip: str | None = None
+    name_encoding: Literal["whole", "split"] = "whole"
+    eval_padding: Literal["grey", "official"] = "grey"
 
     def inference_for(self, dataset: str | None) -> ScanInference:
         """The test-time settings for a benchmark: presets resolved against the fields.
@@ -265,9 +275,10 @@ class ScanStageParams(GridSection, ScanParams):
         clip: the frozen CLIP ViT: text classifier, SIM's spatial tokens and final embedding, the
             [CLS] substitutes of CS and (unless ``mask_clip``) the mask-classifying CLIP
             [ViT-L-14, datacomp_xl_s13b_b90k].
-        model: the Mask2Former proposal model [Swin-B; the kit: ``backbone.kind`` clip / imagenet /
-            tiny]; τ fixed at 100 [``logit_scale_init: 100``, ``learn_logit_scale: false``];
-            templates [vild, 14 ViLD prompts].
+        model: the Mask2Former proposal model [Swin-B: ``backbone.kind: swin``, ``swin: swin-b``;
+            the kit also: clip / imagenet / tiny]; τ fixed at 100 [``logit_scale_init: 100``,
+            ``learn_logit_scale: false``]; templates [vild, 14 ViLD prompts]; SCAN's head
+            [``head: scan``, ``embed_hidden_dim: 1024``; embedded 64].
         loss, data, augment, optim, schedule, train, eval: as for ``tgkd`` [SCAN: poly schedule,
             AdamW 6e-5, weight decay 0.01, 120k iterations, batch 32: SCAN §4.2 and yongliu20/SCAN
             ``configs/scan_vitL.yaml``].
@@ -276,18 +287,33 @@ class ScanStageParams(GridSection, ScanParams):
             (:class:`ScanParams`; the embedded SIM has 2 cross-attention and 2 encoder layers, CS the
             paper's ratio 0.3).
         grids: the ablation grids; every cell is validated as a complete section.
+        protocol: ``kit`` or ``official``: SCAN's official test-time protocol, filled in where the
+            section does not write the key (:attr:`OFFICIAL_PROTOCOL`: per-benchmark mask threshold,
+            λ and renormalisation (A-847, PC-459) and CS ratio of the ViT-L config, short side 640 /
+            max 2560, 14 ViLD templates on whole class names, zero padding after normalisation).
+        cs_finetune: SCAN's fine-tuning of the mask-classifying CLIP with CS
+            (:class:`ovlab.config.scan_cs.CsFinetuneParams`); a grid cell with CS on classifies its
+            crops with the fine-tuned CLIP of its source (:meth:`grid_section`).
     """
 
     SECTION: ClassVar[str] = "scan"
+    #: ``protocol: official`` fills these (dotted key → value) where the section does not set them:
+    #: SCAN's official test-time protocol (yongliu20/SCAN ``configs/scan_vitL.yaml`` + its comments).
+    OFFICIAL_PROTOCOL: ClassVar[dict] = {
+        "ensemble.preset": "vit-l", "contextual_shift.preset": "vit-l", "contextual_shift.ratio": 0.15,
+        "eval.short_side": 640, "eval.max_size": 2560, "eval.templates": "vild", "name_encoding": "whole",
+        "eval_padding": "official",
+    }
     #: Keys that change only the evaluation of a trained model: CS is a test-time change of the
     #: mask-classifying CLIP (SCAN §3.2), the ensemble and the inference mode act on its outputs.
     TEST_TIME_KEYS: ClassVar[tuple[str, ...]] = ("contextual_shift", "ensemble", "inference", "clip_logit_scale",
-                                                 "mask_clip", "eval", "output", "grids")
+                                                 "mask_clip", "eval", "output", "grids", "cs_finetune")
 
     clip: ClipParams = ClipParams(model="ovlab-tiny-vit")
     model: ModelParams = ModelParams(backbone=BackboneParams(kind="tiny"), hidden_dim=32, mask_dim=32, num_queries=8,
                                      decoder_layers=2, heads=4, ffn_dim=64, encoder_ffn_dim=64,
-                                     logit_scale_init=100.0, learn_logit_scale=False, templates="vild")
+                                     logit_scale_init=100.0, learn_logit_scale=False, templates="vild",
+                                     head="scan", embed_hidden_dim=64)
     loss: LossParams = LossParams(num_points=256)
     data: TrainDataParams = TrainDataParams()
     augment: AugmentParams = AugmentParams(crop_size=64)
@@ -299,3 +325,40 @@ class ScanStageParams(GridSection, ScanParams):
     sim: SimParams = SimParams(cross_attention_layers=2, encoder_layers=2)
     contextual_shift: ContextualShiftParams = ContextualShiftParams(ratio=0.3)
     grids: GridParams = GridParams(output="results/scan")
+    protocol: Literal["kit", "official"] = "kit"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _official_protocol(cls, data):
+        """``protocol: official`` = :attr:`OFFICIAL_PROTOCOL` under whatever the section writes itself."""
+        if not isinstance(data, dict) or data.get("protocol") != "official":
+            return data
+        out = dict(data)
+        for dotted, value in cls.OFFICIAL_PROTOCOL.items():
+            *parents, last = dotted.split(".")
+            node = out
+            for p in parents:
+                child = node.get(p)
+                child = dict(child) if isinstance(child, dict) else ({} if child is None else child)
+                if not isinstance(child, dict):          # a validated sub-section: leave it to the caller
+                    node = None
+                    break
+                node[p] = child
+                node = child
+            if node is not None:
+                node.setdefault(last, value)
+        return out
+
+    #: SCAN's CS fine-tuning of the mask-classifying CLIP (``ovlab.config.scan_cs``; stage ``scan_cs_finetune``).
+    cs_finetune: CsFinetuneParams = CsFinetuneParams()
+
+    def grid_section(self, table: str, cell: str) -> "ScanStageParams":
+        """:meth:`GridSection.grid_section`, with ``mask_clip`` set to the CS-fine-tuned CLIP of the
+        cell's substitute source (:func:`ovlab.config.scan_cs.finetuned_mask_clip`) when the cell
+        names none itself. A shared model (``table="models"``) keeps the stage's CLIP: it is trained,
+        never scored, there (its cells bring their own mask CLIP)."""
+        cfg = super().grid_section(table, cell)
+        if table == "models":
+            return cfg
+        path = finetuned_mask_clip(cfg)
+        return cfg if path == cfg.mask_clip else cfg.model_copy(update={"mask_clip": path})

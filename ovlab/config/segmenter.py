@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import PositiveInt, model_validator
 
 from ovlab.config.schema import Section
 
@@ -21,12 +21,20 @@ class BackboneParams(Section):
             (``ovlab.segmenter.backbone.SmallConvTrunk``, widths 16–128; embedded profile of SCAN,
             whose CLIP is a ViT).
         depth: 50 or 101 (``imagenet`` only; for ``clip`` the CLIP model name decides).
-        weights: ImageNet state-dict file (``imagenet`` only; ``null`` = random init).
+        weights: ImageNet state-dict file (``imagenet`` and ``swin``; ``null`` = random init).
+        swin: ``swin-t`` / ``swin-s`` / ``swin-b`` (``kind: swin``; timm's Swin with res2–res5 as
+            Mask2Former, ``ovlab.segmenter.swin``; SCAN: Swin-B ImageNet-22k window 12 384).
+        window_padding: ``mask2former`` (pad to the window, then shift: what Mask2Former/SCAN
+            checkpoints were trained with) or ``timm`` (shift, then pad) (``kind: swin``).
+        drop_path_rate: Swin stochastic depth [0.3, Mask2Former/SCAN].
     """
 
-    kind: Literal["clip", "imagenet", "tiny"] = "clip"
+    kind: Literal["clip", "imagenet", "tiny", "swin"] = "clip"
     depth: Literal[50, 101] = 50
     weights: str | None = None
+    swin: Literal["swin-t", "swin-s", "swin-b"] = "swin-b"
+    window_padding: Literal["mask2former", "timm"] = "mask2former"
+    drop_path_rate: float = 0.3
 
 
 class ModelParams(Section):
@@ -47,21 +55,28 @@ class ModelParams(Section):
         logit_scale_init: initial τ [1/0.07].
         learn_logit_scale: τ learnable [true].
         templates: prompts for the class names: ``none`` (GKC code), ``photo`` or ``vild`` (14 ViLD).
+        head: proposal-embedding head: ``gkc`` (shared Linear + per-layer ReLU·Linear, GKC) or
+            ``scan`` (one shared MLP hidden → ``embed_hidden_dim`` → D for every layer, SCAN;
+            ``ovlab.scan.head``; SCAN sections only).
+        embed_hidden_dim: hidden width of SCAN's MLP [1024]. embed_layers: its layers [2].
         pixel_mean, pixel_std: input normalisation of images in [0, 1] [ImageNet's, as GKC's code].
     """
 
     backbone: BackboneParams = BackboneParams()
     hidden_dim: int = 64
     mask_dim: int = 64
-    num_queries: int = 20
-    decoder_layers: int = 3
+    num_queries: PositiveInt = 20
+    decoder_layers: PositiveInt = 3
     encoder_layers: int = 1
-    heads: int = 4
+    heads: PositiveInt = 4
     ffn_dim: int = 256
     encoder_ffn_dim: int = 256
     logit_scale_init: float = 1 / 0.07
     learn_logit_scale: bool = True
     templates: str = "none"
+    head: Literal["gkc", "scan"] = "gkc"
+    embed_hidden_dim: int = 1024
+    embed_layers: int = 2
     pixel_mean: list[float] = IMAGENET_MEAN
     pixel_std: list[float] = IMAGENET_STD
 

@@ -15,10 +15,13 @@ class SgiouParams(Section):
     Attributes:
         data_root: COCO root whose ``panoptic_semseg_val2017`` labels (0..132 / 255) are the
             ground truth of the COCO-133 part (benchmark ``coco_133``).
-        coco_association: association map for COCO-133 (shipped name or JSON path).
+        coco_association: association map for COCO-133 (a shipped name, a vocabulary = its default
+            map, or a JSON path; ``ovlab.metrics.association.resolve_association``): ovlab's WordNet map
+            (SCAN has none for COCO).
         ade_root: ADE20K-150 root (any layout ``ovlab.data.benchmarks`` reads); skipped with a note
             when the folder is absent. Default: the 3 real samples beside the checkout.
-        ade_association: association map for ADE-150.
+        ade_association: association map for ADE-150: the vocabulary's default, SCAN's own pairs
+            (``scan_ade20k_150``); ``wordnet_ade20k_150`` is ovlab's WordNet-derived alternative.
         max_images: use only the first N images of each part (``null`` = all).
         mode: SG-IoU variant, ``code`` (SCAN's evaluator) or ``pooled`` (Eq. 6 as printed).
         swap_fraction: share of a child's pixels relabelled as its father in experiment (a).

@@ -19,8 +19,13 @@ class CostParams(Section):
     """The inference-cost comparison of GKC Tab. 2 (``ovlab cost``, :mod:`ovlab.gkc.cost`).
 
     Attributes:
-        config: ``embedded`` (the tiny models) | ``paper`` (RN50 CLIP, 100 queries, 9 layers):
+        config: ``embedded`` (the tiny models) | ``paper`` (100 queries, 9 layers, hidden 256):
             :data:`ovlab.config.bench.CONFIGS`.
+        clip: the backbone's CLIP ResNet (``RN50``, ``RN101``, ``RN50x4``..., untrained: cost does not
+            depend on weights); ``null`` = the profile's ``tgkd.clip.model``. GKC Tab. 2 is measured
+            on ResNet-101: the paper profile sets ``RN101``.
+        crop_clip: the CLIP that classifies the two-stage crops (any architecture with the same
+            embedding width, e.g. Simbaseline's ``ViT-B-16``); ``null`` = ``clip``.
         size: input side in pixels.
         proposals: two-stage proposals (``null`` = the model's query count).
         repeats: timed forward passes per model.
@@ -28,6 +33,8 @@ class CostParams(Section):
     """
 
     config: str = "embedded"
+    clip: str | None = None
+    crop_clip: str | None = None
     size: int = Field(512, ge=32)
     proposals: int | None = Field(None, ge=1)
     repeats: int = Field(3, ge=1)
@@ -50,20 +57,24 @@ class TgkdParams(GridSection):
         output: folder of the run's outputs (``model.pt``, ``metrics.json``, ``per_class.csv``,
             ``dvclive/``, ``params.yaml``).
         grids: GKC Tables 4–8 (:mod:`ovlab.config.grid`).
+
+    The defaults are the embedded profile's values (``profiles/embedded.yaml``; ``tests/test_profile_roundtrip.py``
+    checks it), so a key deleted from ``params.yaml`` takes the documented embedded value: 16 queries,
+    lr 0.002 without clipping and backbone multiplier 1, one lr step at 160, 200 iterations of 4 images.
     """
 
     SECTION: ClassVar[str] = "tgkd"
     TEST_TIME_KEYS: ClassVar[tuple[str, ...]] = ("eval", "output", "grids", "two_stage", "cost")
 
     clip: ClipParams = ClipParams(model="ovlab-tiny-rn")
-    model: ModelParams = ModelParams()
+    model: ModelParams = ModelParams(num_queries=16)
     loss: LossParams = LossParams(num_points=1024)
     gkc: GkcLossParams = GkcLossParams()
     data: TrainDataParams = TrainDataParams()
     augment: AugmentParams = AugmentParams()
-    optim: OptimParams = OptimParams()
-    schedule: ScheduleParams = ScheduleParams()
-    train: LoopParams = LoopParams()
+    optim: OptimParams = OptimParams(lr=2e-3, backbone_multiplier=1.0, clip_grad=None)
+    schedule: ScheduleParams = ScheduleParams(steps=[160])
+    train: LoopParams = LoopParams(iterations=200, batch_size=4)
     eval: EvalParams = EvalParams()
     two_stage: TwoStageParams = TwoStageParams()
     cost: CostParams = CostParams()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import PositiveInt, model_validator
 
 from ovlab.config.schema import Section
 
@@ -49,7 +49,7 @@ class AugmentParams(Section):
     flip: bool = True
     scale_min: float = 0.8
     scale_max: float = 1.2
-    crop_size: int = 128
+    crop_size: PositiveInt = 128
     pad_value: float = 128.0
 
     @model_validator(mode="after")
@@ -66,7 +66,12 @@ class OptimParams(Section):
 
     Attributes:
         lr: base learning rate [3e-4].
-        weight_decay: [0.05]; norm layers, embeddings, τ and the void embedding get 0.
+        weight_decay: [0.05]; which parameters get 0 is ``no_decay``.
+        no_decay: the parameters without weight decay (:func:`ovlab.engine.optim.decays`): ``code``
+            = norm layers, ``nn.Embedding`` tables and Swin's positional tables only, so τ, the void
+            embedding, the KD text scale s and the pixel decoder's level embedding decay (GKC / SCAN
+            ``train_net.py``; the papers say "as Mask2Former", whose rule this is); ``extended`` = those
+            four get 0 as well (ovlab's earlier rule) [code].
         backbone_multiplier: lr factor of the backbone [0.1].
         clip_grad: full-model gradient L2-norm clip [0.01]; ``null`` = off.
         betas: AdamW betas [0.9, 0.999].
@@ -74,6 +79,7 @@ class OptimParams(Section):
 
     lr: float = 1e-3
     weight_decay: float = 0.05
+    no_decay: Literal["code", "extended"] = "code"
     backbone_multiplier: float = 0.1
     clip_grad: float | None = 1.0
     betas: list[float] = [0.9, 0.999]
@@ -83,7 +89,8 @@ class ScheduleParams(Section):
     """Learning-rate schedule (detectron2 ``WarmupMultiStepLR`` / ``WarmupPolyLR``).
 
     Attributes:
-        kind: ``step`` (GKC: ×γ at each of ``steps``) or ``poly`` ((1 − it/iters)^power; SCAN).
+        kind: ``step`` (GKC: ×γ at each of ``steps``) or ``poly`` ((1 − it/iters)^power; SCAN),
+            or ``cosine`` ((1 + cos(π·it/iters))/2; CAT-Seg ``WarmupCosineLR``, the physically guided paper).
         steps: iterations of the steps [40000, 45000].
         gamma: step factor [0.1].
         power: poly power [0.9].
@@ -91,7 +98,7 @@ class ScheduleParams(Section):
         warmup_factor: lr factor at iteration 0 of the warm-up.
     """
 
-    kind: Literal["step", "poly"] = "step"
+    kind: Literal["step", "poly", "cosine"] = "step"
     steps: list[int] = [240, 280]
     gamma: float = 0.1
     power: float = 0.9
@@ -154,8 +161,8 @@ class EvalParams(Section):
     dataset: str = "coco_133"
     root: str | None = "data/embedded"
     resize: Literal["short_side", "none"] = "short_side"
-    short_side: int = 128
-    max_size: int = 2560
+    short_side: PositiveInt = 128
+    max_size: PositiveInt = 2560
     templates: str = "none"
-    max_images: int | None = None
+    max_images: PositiveInt | None = None
     protocol: Literal["generalized"] = "generalized"

@@ -1,4 +1,4 @@
-"""``ovlab data``: make the embedded dataset, inspect a COCO panoptic root."""
+"""``ovlab data``: prepare real datasets (``ovlab data prepare``), make the embedded dataset, inspect a COCO panoptic root."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("data", help="datasets: make the embedded set, inspect a root")
+    p = subparsers.add_parser("data", help="datasets: prepare real ones, make the embedded set, inspect a root")
     sub = p.add_subparsers(dest="data_command", metavar="ACTION")
     sub.required = True
     m = sub.add_parser("make-embedded", help="write the synthetic embedded dataset (deterministic from --seed)")
@@ -18,6 +18,9 @@ def add_parser(subparsers) -> None:
     s.add_argument("root", help="folder with {split}2017/, panoptic_{split}2017/, annotations/")
     s.add_argument("--split", default="val", choices=["train", "val"])
     s.set_defaults(func=_summary)
+    from ovlab.data.prepare.cli import add_prepare_parser  # `ovlab data prepare` (argparse only; the work is imported lazily)
+
+    add_prepare_parser(sub)
 
 
 def _make(args) -> int:

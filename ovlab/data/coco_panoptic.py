@@ -18,6 +18,7 @@ masks and the semantic label map.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,7 +134,7 @@ def _require(path: Path, root: Path, split: str) -> Path:
 def read_coco_panoptic(
     root: str | Path,
     split: str = "train",
-    categories: CategoryList | str | None = "coco_panoptic_133",
+    categories: CategoryList | str | os.PathLike | None = "coco_panoptic_133",
     *,
     image_dir: str | Path | None = None,
     panoptic_dir: str | Path | None = None,
@@ -145,7 +146,8 @@ def read_coco_panoptic(
     Args:
         root: dataset root (see the module docstring for the layout).
         split: ``train`` or ``val`` (selects the default file names).
-        categories: the contiguous class order; by default the shipped COCO-133 catalog. ``None``
+        categories: the contiguous class order: a catalog name, a category JSON path (``str`` or
+            ``Path``) or a :class:`CategoryList`; by default the shipped COCO-133 catalog. ``None``
             takes the JSON's own ``categories`` in their order.
         image_dir, panoptic_dir, panoptic_json, captions_json: override the default paths
             (absolute, or relative to ``root``) for non-standard layouts.
@@ -173,7 +175,7 @@ def read_coco_panoptic(
         thing_of = {c["id"]: bool(c.get("isthing", 0)) for c in cats}
         ignore = 255
     else:
-        cl = load_categories(categories) if isinstance(categories, str) else categories
+        cl = load_categories(categories) if isinstance(categories, (str, os.PathLike)) else categories
         index_of = {c.id: c.index for c in cl}
         thing_of = {c.id: c.isthing for c in cl}
         ignore = cl.ignore_label

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -21,6 +22,10 @@ import torch
 from ovlab.atomic import write_with
 
 FORMAT = "ovlab-segmenter/1"
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file cannot be read (truncated, not a torch file) or is not an ovlab one; names the file."""
 
 
 def fingerprint(section: dict, seed: int, ignore: tuple[str, ...] = ("output",)) -> str:
@@ -32,6 +37,21 @@ def fingerprint(section: dict, seed: int, ignore: tuple[str, ...] = ("output",))
         doc["train"] = {k: v for k, v in doc["train"].items()
                         if k not in ("checkpoint_every", "num_workers", "checkpoint_dir")}
     return hashlib.sha256(json.dumps({"section": doc, "seed": seed}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_fingerprint(stage) -> str:
+    """:func:`fingerprint` of a training stage, plus the bytes of its ``train.init`` checkpoint: a run
+    fine-tuned from a retrained parent is another run (a finished ``last.pt`` is reused only when
+    nothing it was made from changed — data replaced in place is not detected: delete the run folder)."""
+    section = stage.cfg.model_dump(mode="json")
+    init = stage.cfg.train.init
+    if init is not None and stage.path(init).is_file():
+        h = hashlib.sha256()
+        with open(stage.path(init), "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                h.update(block)
+        section = {**section, "init_sha256": h.hexdigest()}
+    return fingerprint(section, stage.base.seed)
 
 
 @functools.lru_cache(maxsize=1)
@@ -55,15 +75,34 @@ def load(path: str | os.PathLike, map_location="cpu") -> dict:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not an ovlab segmenter checkpoint.
+        CorruptCheckpointError: truncated or unreadable, or not an ovlab segmenter checkpoint.
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint not found: {p}")
-    state = torch.load(p, map_location=map_location, weights_only=False)
+    try:
+        state = torch.load(p, map_location=map_location, weights_only=False)
+    except Exception as exc:  # truncated zip, foreign pickle, empty file: torch raises many kinds
+        raise CorruptCheckpointError(f"{p}: cannot be read as a checkpoint ({type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0] if str(exc) else ''}); truncated or not a torch file") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{p}: not an ovlab segmenter checkpoint (format {FORMAT!r} expected)")
+        raise CorruptCheckpointError(f"{p}: not an ovlab segmenter checkpoint (format {FORMAT!r} expected)")
     return state
+
+
+def load_or_quarantine(path: Path, move: bool = True) -> tuple[dict | None, Path | None]:
+    """Read a resume checkpoint; an unreadable one is moved aside (``<name>.corrupt-<time>``, when
+    ``move``: rank 0) so that it never blocks a later run. Returns ``(state or None, where the bad
+    file went or None)``."""
+    if not path.is_file():
+        return None, None
+    try:
+        return load(path), None
+    except CorruptCheckpointError:
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        if move:
+            os.replace(path, aside)
+        return None, aside
 
 
 def init_from(model: torch.nn.Module, path: str | Path) -> tuple[list[str], list[str]]:

@@ -15,15 +15,26 @@ def under_torchrun() -> bool:
 
 
 def relaunch_with_torchrun(nproc: int, argv: list[str], module: str = "ovlab") -> None:
-    """Replace this process by ``torchrun --nproc_per_node nproc -m <module> <argv>`` (never returns).
+    """Replace this process by ``torchrun --nproc_per_node nproc -m <module> <argv>`` (never returns);
+    a failing rank ends it with exit code 1 and the rank's own one-line error, not torchrun's dump.
 
     Called by ``ovlab train`` (and ``ovlab grid``, ``module="ovlab.experiments.grid"``) when
     ``train.gpus`` > 1 and it is not yet under torchrun, so the DVC stage command stays
     ``python -m ovlab train --section S``.
     """
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+    cmd = [sys.executable, "-m", "ovlab.engine.distributed", "--standalone", f"--nproc_per_node={nproc}",
            "-m", module, *argv]
     os.execv(sys.executable, cmd)
+
+
+if __name__ == "__main__":  # torchrun, without its traceback dump when a rank fails (rank 0 printed the error)
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main
+
+    try:
+        main(sys.argv[1:])
+    except ChildFailedError:
+        sys.exit(1)
 
 
 def setup(device: str) -> tuple[int, int, torch.device]:

@@ -10,6 +10,7 @@ with the same weights and metrics as an uninterrupted one.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +21,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ovlab.atomic import write_json, write_text
+from ovlab.atomic import exclusive_lock, remove_orphans, write_text
 from ovlab.environment import seed_everything
 from ovlab.metrics.evaluate import table_csv
-from ovlab.caveats import EMBEDDED_CAVEAT
+from ovlab.caveats import EMBEDDED_CAVEAT, warn_once
+from ovlab.config.record import write_record
 
 from ovlab.engine import checkpoint as ckpt
 from ovlab.engine import distributed
@@ -61,6 +63,14 @@ def train(stage, *, task, progress: bool = True, evaluate: bool = True,
           stop_after: int | None = None) -> TrainResult:
     """Train (or resume) the model of ``stage`` and evaluate it.
 
+    A run whose ``last.pt`` is at the final iteration (written by the same code) is complete: it is
+    evaluated, never trained again; only a changed training configuration (another fingerprint,
+    another run folder) or changed code retrains. What the end needs (the evaluation benchmark
+    and its root: ``task.preflight``) is checked before the first iteration. The run folder is
+    locked (``<run>/lock``) so that two trains of one configuration cannot interleave, orphan
+    ``.tmp`` files of a killed write are removed, and an unreadable ``last.pt`` is moved aside
+    with a message.
+
     Args:
         stage: :class:`ovlab.config.StageParams` of a training section (``tgkd``, ``scan``, ``video``...).
         progress: tqdm bars.
@@ -70,14 +80,28 @@ def train(stage, *, task, progress: bool = True, evaluate: bool = True,
             ``evaluate`` (:class:`ovlab.segmenter.task.ImageTask` documents the interface). The
             caller chooses it (:func:`ovlab.experiments.registry.task_for`); the loop never looks one up.
 
-    Writes (rank 0): ``<output>/model.pt``, ``metrics.json``, ``per_class.csv``, ``dvclive/``, and
+    Writes (rank 0): ``<output>/model.pt``, ``metrics.json`` + ``info.json`` (:mod:`ovlab.config.record`), ``per_class.csv``, ``dvclive/``, and
     ``<train.checkpoint_dir>/<stage>-<fingerprint>/last.pt`` every ``checkpoint_every`` iterations.
 
     Raises:
         DatasetNotFoundError / WeightsNotFoundError: data or CLIP weights absent.
-        NonFiniteLoss: NaN/inf loss.
+        NonFiniteLoss: NaN/inf loss (names the iteration; ``last.pt`` keeps the last good state).
+        LockedError: another process trains this configuration now.
     """
     stage = task.resolve(stage)
+    if evaluate and hasattr(task, "preflight"):
+        task.preflight(stage)
+    fp = ckpt.run_fingerprint(stage)
+    run_dir = stage.path(stage.cfg.train.checkpoint_dir) / f"{stage.name}-{fp}"
+    if os.environ.get("RANK", "0") != "0":
+        return _train(stage, task, progress, evaluate, stop_after)
+    with exclusive_lock(run_dir / "lock", f"the training run {run_dir}"):
+        for folder in (run_dir, stage.path(stage.cfg.output)):
+            remove_orphans(folder)
+        return _train(stage, task, progress, evaluate, stop_after)
+
+
+def _train(stage, task, progress: bool, evaluate: bool, stop_after: int | None) -> TrainResult:
     cfg, base = stage.cfg, stage.base
     rank, world, device = distributed.setup(base.device)
     seed_everything(base.seed, deterministic=base.deterministic)
@@ -85,13 +109,16 @@ def train(stage, *, task, progress: bool = True, evaluate: bool = True,
     loop = cfg.train
     if loop.init is not None:
         missing, skipped = ckpt.init_from(built.model, stage.path(loop.init))
+        if rank == 0 and skipped:  # weights of another model (a SCAN model.pt as init of a GKC one): say so
+            warn_once(f"train.init {loop.init}: {len(skipped)} of its tensors do not fit this model and were not loaded "
+                      f"(e.g. {skipped[0]}); is it a checkpoint of another model?")
         if rank == 0 and progress:
             print(f"ovlab train: initialised from {loop.init} ({len(missing)} new keys, {len(skipped)} skipped)")
     model, clip = built.model.to(device), built.clip
     cache = stage.path(base.paths.cache)
     vocab = task.vocabulary(stage, clip)
     text = vocab.text.to(device)
-    fp = ckpt.fingerprint(cfg.model_dump(mode="json"), base.seed)
+    fp = ckpt.run_fingerprint(stage)
     run_dir = stage.path(loop.checkpoint_dir) / f"{stage.name}-{fp}"
     out_dir = stage.path(cfg.output)
     opt, sched = build_optimizer(model, cfg.optim, cfg.schedule, loop.iterations)
@@ -99,9 +126,10 @@ def train(stage, *, task, progress: bool = True, evaluate: bool = True,
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     start, history = 0, []
     last = run_dir / "last.pt"
-    state = ckpt.load(last) if last.is_file() else None
-    if state is not None and int(state["iteration"]) >= loop.iterations:
-        state = None  # a finished run: train again (the code may have changed), never just re-score it
+    state, aside = ckpt.load_or_quarantine(last, move=rank == 0)
+    if aside is not None and rank == 0:
+        print(f"ovlab train: {last} cannot be read (cut short by a kill or a full disk?); moved it to {aside.name} "
+              f"and training {stage.name} from the start")
     if state is not None and state.get("code") != ckpt.code_version():
         if rank == 0:
             print(f"ovlab train: {last} was written by other ovlab code; training {stage.name} from the start")
@@ -112,7 +140,9 @@ def train(stage, *, task, progress: bool = True, evaluate: bool = True,
         sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         start, history = int(state["iteration"]), list(state["history"])
-        if rank == 0 and progress:
+        if rank == 0 and start >= loop.iterations:
+            print(f"ovlab train: {stage.name} is already trained ({last}, iteration {start}); evaluating it")
+        elif rank == 0 and progress:
             print(f"ovlab train: resuming {stage.name} from {last} at iteration {start}")
     live = LiveLog(out_dir / "dvclive", history, enabled=rank == 0)
     net = DistributedDataParallel(model) if world > 1 else model
@@ -133,8 +163,11 @@ def train(stage, *, task, progress: bool = True, evaluate: bool = True,
         loss = out.total()
         loss_value = float(loss.detach())
         if not torch.isfinite(loss):
-            bad = {k: float(v) for k, v in out.terms.items() if not math.isfinite(float(v))}
-            raise NonFiniteLoss(f"iteration {it}: non-finite loss; terms {bad}")
+            bad = {k: float(v.detach()) for k, v in out.terms.items() if not math.isfinite(float(v.detach()))}
+            bar.close()
+            kept = f"{last} keeps the last good state" if last.is_file() else "no checkpoint was written yet"
+            raise NonFiniteLoss(f"{stage.name}: the loss is not finite at iteration {it + 1} ({loss_value}; terms {bad}); "
+                                f"stopped; {kept} (lower optim.lr or set optim.clip_grad)")
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.optim.clip_grad is not None:
@@ -145,8 +178,10 @@ def train(stage, *, task, progress: bool = True, evaluate: bool = True,
         sched.step()
         done = it + 1
         if done % loop.log_every == 0 or done == loop.iterations:
-            row = {"step": done, "train/loss": loss_value, "train/lr": opt.param_groups[-1]["lr"],
-                   "train/tau": float(model.classifier.tau.detach())}
+            row = {"step": done, "train/loss": loss_value, "train/lr": opt.param_groups[-1]["lr"]}
+            tau = getattr(getattr(model, "classifier", None), "tau", None)  # models without a τ classifier log none
+            if tau is not None:
+                row["train/tau"] = float(tau.detach())
             row.update({f"train/{k}": float(v.detach()) for k, v in out.terms.items() if not k[-1].isdigit()})
             live.log(row)
         bar.update(1)
@@ -164,7 +199,7 @@ def train(stage, *, task, progress: bool = True, evaluate: bool = True,
                "iterations": loop.iterations, "batch_size": loop.batch_size, "world_size": world,
                "train_seconds_this_run": round(seconds, 3),
                "final_loss": live.history[-1]["train/loss"] if live.history else None,
-               "clip": clip.identity(), "train_vocabulary": len(vocab), "loss_preset": cfg.loss.preset}
+               "clip": clip.identity(), "train_vocabulary": len(vocab), "loss_preset": getattr(cfg.loss, "preset", None)}
     if base.profile == "embedded":
         metrics.update({"synthetic": True, "caveat": EMBEDDED_CAVEAT})
     if evaluate and rank == 0:
@@ -176,7 +211,7 @@ def train(stage, *, task, progress: bool = True, evaluate: bool = True,
     if rank == 0:
         ckpt.save(out_dir / "model.pt", {**_state(net, opt, sched, scaler, loop.iterations, live.history, stage, fp,
                                                   vocab.classes), "optimizer": None, "scheduler": None, "scaler": None})
-        write_json(out_dir / "metrics.json", metrics)
+        write_record(out_dir / "metrics.json", metrics)  # numbers -> metrics.json, text/provenance -> info.json
     live.close()
     distributed.cleanup()
     return TrainResult(out_dir, loop.iterations, metrics, run_dir)

@@ -15,6 +15,8 @@ BENCHMARKS: dict[str, str] = {
     "cost": "ovlab.gkc.cost:bench_cost",
     "eval": "ovlab.metrics.benchmark:bench_eval",
     "overfit": "ovlab.experiments.bench_train:bench_overfit",
+    "pipeline": "ovlab.experiments.bench_pipeline:bench_pipeline",
+    "scale": "ovlab.experiments.bench_scale:bench_scale",
     "train": "ovlab.experiments.bench_train:bench_train",
 }
 

@@ -11,31 +11,34 @@ stages call it) scores one cell of ``<section>.grids`` (:mod:`ovlab.config.grid`
 ``--model <name>`` trains a shared model into ``<grids.output>/models/<name>/``; ``--table`` runs every
 cell of a table in one process; ``--list`` prints which weights each cell scores.
 
-A cell writes ``metrics.json`` (``cell``: table, cell, overrides; ``model``: which weights and how
+A cell writes its record (``cell``: table, cell, overrides; ``model``: which weights and how
 they were trained; ``evals``: one summary per ``grids.eval_datasets`` benchmark; ``eval``: the
-first — plus the training record when the cell trained), ``per_class.csv`` (first benchmark) and
-``params.yaml``: the cell's fully resolved section and ``base``.
+first — plus the training record when the cell trained) as ``metrics.json`` (the numbers, which DVC
+compares) and ``info.json`` (text and provenance; :mod:`ovlab.config.record`), ``per_class.csv``
+(first benchmark) and ``params.yaml``: the cell's fully resolved section and ``base``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from pathlib import Path
 
 import torch
 
-from ovlab.atomic import write_json, write_text
+from ovlab.atomic import write_text
 from ovlab.caveats import EMBEDDED_CAVEAT
 from ovlab.config import ParamsError, StageParams, load_params
+from ovlab.config.overrides import add_override_argument, override_argv
+from ovlab.config.record import read_record, write_record
 from ovlab.config.resolved import write_resolved
 from ovlab.engine.checkpoint import load as load_checkpoint
 from ovlab.engine.trainer import TrainResult, _num, train
-from ovlab.experiments.registry import task_for
+from ovlab.experiments.registry import check_evaluation, task_for
 from ovlab.metrics.evaluate import table_csv
 
-GRID_SECTIONS = ("tgkd", "scan", "video")
+GRID_SECTIONS = ("tgkd", "scan", "video", "physical")
 
 
 class ModelNotTrainedError(FileNotFoundError):
@@ -71,6 +74,7 @@ def train_model(stage: StageParams, name: str, *, progress: bool = True) -> Trai
     sub = cell_stage(stage, "models", name)
     task = task_for(stage.name)
     sub = task.resolve(sub)
+    check_evaluation(sub, stage.cfg.grids.eval_datasets)  # what its cells are scored on, before training
     write_resolved(sub.path(sub.cfg.output) / "params.yaml", sub)
     return train(sub, task=task, evaluate=False, progress=progress)
 
@@ -85,6 +89,16 @@ def _weights(stage: StageParams, kind: str, name: str, table: str, cell: str) ->
         raise ModelNotTrainedError(f"{path}: the model {name!r} that cell {table}/{cell} evaluates is not trained; "
                                    f"run `ovlab grid {stage.name} {how}` (its DVC stage) first")
     return path
+
+
+def _converted_weights(stage: StageParams, path: str, table: str, cell: str) -> Path:
+    p = stage.path(path)
+    if not p.is_file():
+        raise ModelNotTrainedError(
+            f"{p}: the converted checkpoint that cell {table}/{cell} evaluates is absent; put the released "
+            f"SCAN.pth (and its CS fine-tuned CLIP) under weights/scan/ and run `ovlab convert scan --checkpoint "
+            f"weights/scan/SCAN.pth [--clip weights/scan/clip.pt] --out {path}`, or name the .pth itself")
+    return p
 
 
 def run_cell(stage: StageParams, table: str, cell: str, *, progress: bool = True) -> dict:
@@ -106,18 +120,22 @@ def run_cell(stage: StageParams, table: str, cell: str, *, progress: bool = True
     sub = task.resolve(cell_stage(stage, table, cell))
     cfg, grids = sub.cfg, stage.cfg.grids
     out = sub.path(cfg.output)
-    write_resolved(out / "params.yaml", sub)
     kind, name = stage.cfg.grid_model(table, cell)
+    if kind == "own":
+        check_evaluation(sub, grids.eval_datasets)  # a typo in an eval key fails now, not after training
+    write_resolved(out / "params.yaml", sub)
     metrics: dict = {}
     if kind == "own":
         # Without grid benchmarks the trainer scores the section's own ``eval`` (the video rows).
         res = train(sub, task=task, evaluate=grids.eval_datasets is None, progress=progress)
         weights, trained = res.output / "model.pt", res.metrics
         metrics.update(res.metrics)
+    elif kind == "converted":  # a converted official checkpoint (``model: converted:<path>``): nothing trained
+        weights, trained = _converted_weights(stage, name, table, cell), {}
+        metrics.update({"stage": stage.name, "profile": sub.base.profile, "seed": sub.base.seed})
     else:
         weights = _weights(stage, kind, name, table, cell)
-        info = weights.parent / "metrics.json"
-        trained = json.loads(info.read_text()) if info.is_file() else {}
+        trained = read_record(weights.parent) or {}
         metrics.update({"stage": stage.name, "profile": sub.base.profile, "seed": sub.base.seed})
     origin = {"kind": "shared" if kind == "model" else kind, "name": name, "path": str(weights),
               "train": {k: trained.get(k) for k in ("iterations", "batch_size", "final_loss", "fingerprint")}}
@@ -132,7 +150,7 @@ def run_cell(stage: StageParams, table: str, cell: str, *, progress: bool = True
         metrics["eval"] = next(iter(evals.values()))
     if sub.base.profile == "embedded":
         metrics.update({"synthetic": True, "caveat": EMBEDDED_CAVEAT})
-    write_json(out / "metrics.json", metrics)
+    write_record(out / "metrics.json", metrics)
     return metrics
 
 
@@ -142,8 +160,11 @@ def _evaluate(task, sub: StageParams, weights: Path, datasets, metrics: dict, pr
     section's ``eval`` names no benchmark). Writes the first benchmark's ``per_class.csv``; returns
     ``{dataset: summary}``."""
     device = _device(sub)
-    built = task.build(sub)
-    built.model.load_state_dict(load_checkpoint(weights)["model"])
+    if metrics.get("model", {}).get("kind") == "converted":   # an official checkpoint carries its architecture
+        built = task.build_converted(sub, weights)
+    else:
+        built = task.build(sub)
+        built.model.load_state_dict(load_checkpoint(weights)["model"])
     built.model.to(device).eval()
     metrics["clip"] = built.clip.identity()
     cache = sub.path(sub.base.paths.cache)
@@ -177,6 +198,7 @@ def _arguments(p) -> None:
     p.add_argument("--table", help="score every cell of a table in one process")
     p.add_argument("--list", action="store_true", help="print the models and cells and the weights each cell scores")
     p.add_argument("--params", default="params.yaml")
+    add_override_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -186,7 +208,7 @@ def _main(args) -> int:
     from ovlab.engine.distributed import relaunch_with_torchrun, under_torchrun
 
     errors = (ParamsError, WeightsNotFoundError, DatasetNotFoundError, CorruptFileError, FileNotFoundError,
-              ValueError, KeyError)
+              ValueError, KeyError, OSError, FloatingPointError)  # + unwritable outputs, a diverging run
     progress = not args.quiet
     threads = torch.get_num_threads()
     chosen = sum(bool(x) for x in (args.cell, args.model, args.table, args.list))
@@ -194,7 +216,7 @@ def _main(args) -> int:
         print("ovlab grid: give exactly one of <table>/<cell>, --model, --table or --list", file=sys.stderr)
         return 2
     try:
-        stage = load_params(args.params).stage(args.section)
+        stage = load_params(args.params, args.overrides).stage(args.section)
         grids = stage.cfg.grids
         if grids.torch_threads is not None:
             torch.set_num_threads(grids.torch_threads)
@@ -209,7 +231,7 @@ def _main(args) -> int:
         if gpus > 1 and not under_torchrun():  # DDP: re-launch this command under torchrun (never returns)
             again = [args.section] + ([args.cell] if args.cell else []) + (["--model", args.model] if args.model else []) \
                 + (["--table", args.table] if args.table else []) + ["--params", args.params] \
-                + (["--quiet"] if args.quiet else [])
+                + override_argv(args.overrides) + (["--quiet"] if args.quiet else [])
             relaunch_with_torchrun(gpus, again, module="ovlab.experiments.grid")
         if args.model:
             res = train_model(stage, args.model, progress=progress)
@@ -229,7 +251,8 @@ def _main(args) -> int:
             print(f"ovlab grid: {args.section} {table}/{cell} ({m['model']['kind']} model {m['model']['name']}): "
                   f"{scores}")
     except errors as exc:
-        print(f"ovlab grid: error: {exc}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # one error, not one per rank
+            print(f"ovlab grid: error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}", file=sys.stderr)
         return 1
     finally:
         torch.set_num_threads(threads)
@@ -241,7 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ovlab.experiments.grid", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     _arguments(p)
-    return _main(p.parse_args(argv))
+    from ovlab.caveats import configure_output
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    configure_output("--verbose" in argv)  # quiet by default, as `ovlab` (ovlab.caveats)
+    return _main(p.parse_args([a for a in argv if a != "--verbose"]))
 
 
 if __name__ == "__main__":

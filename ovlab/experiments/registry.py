@@ -17,13 +17,14 @@ from ovlab.config.base import BaseParams
 from ovlab.engine import checkpoint as ckpt
 from ovlab.segmenter.build import Built
 
-SECTIONS = ("tgkd", "scan", "video")
+SECTIONS = ("tgkd", "scan", "video", "physical")
 """The params sections that train a model, each with its task."""
 
 
 def task_for(section: str):
     """A new task object for a params section: ``tgkd`` → :class:`ovlab.gkc.task.GkcTask`, ``scan`` →
-    :class:`ovlab.scan.task.ScanTask`, ``video`` → :class:`ovlab.video.task.VideoTask`. A name that is
+    :class:`ovlab.scan.task.ScanTask`, ``video`` → :class:`ovlab.video.task.VideoTask`, ``physical`` →
+    :class:`ovlab.physical.task.PhysicalTask`. A name that is
     not a section (an ad-hoc stage such as the overfit check's) is a ``tgkd``-shaped image run.
 
     Each branch imports only its own method package, so a command imports the code it runs and
@@ -37,6 +38,10 @@ def task_for(section: str):
         from ovlab.video.task import VideoTask
 
         return VideoTask()
+    if section == "physical":
+        from ovlab.physical.task import PhysicalTask
+
+        return PhysicalTask()
     from ovlab.gkc.task import GkcTask
 
     return GkcTask()
@@ -77,3 +82,41 @@ def from_checkpoint(path: str | Path, *, device: str = "cpu", root: str | Path |
     built.model.load_state_dict(state["model"])
     built.model.eval()
     return built
+
+
+def check_evaluation(stage, datasets=None) -> None:
+    """Check, before any training, what the run's final evaluation needs: every benchmark name and
+    the benchmark root, so that a typo in ``eval.dataset``, ``eval.root`` or ``grids.eval_datasets``
+    fails at the start of the run instead of after the last iteration.
+
+    Args:
+        stage: a training section's :class:`ovlab.config.StageParams`.
+        datasets: the benchmarks the run will be scored on (``grids.eval_datasets``); ``None`` = the
+            section's own ``eval.dataset`` (nothing to check when its ``eval`` names no benchmark,
+            e.g. the video section, whose evaluation reads ``data.root`` like its training).
+
+    Raises:
+        ParamsError: an unknown benchmark name, or no benchmark layout under the root; the message
+            names the key (``tgkd.grids.eval_datasets``, ``tgkd.eval.root``) and what was searched.
+    """
+    from ovlab.data.benchmarks import get_benchmark
+    from ovlab.data.errors import DatasetNotFoundError
+
+    ev = getattr(stage.cfg, "eval", None)
+    if datasets is None:
+        if getattr(ev, "dataset", None) is None:
+            return
+        names, key = [ev.dataset], f"{stage.name}.eval.dataset"
+    else:
+        names, key = list(datasets), f"{stage.name}.grids.eval_datasets"
+    root = stage.path(ev.root) if getattr(ev, "root", None) else None
+    for name in names:
+        try:
+            bench = get_benchmark(name)
+        except KeyError as exc:
+            raise ParamsError(f"{stage.source}: {key}: {exc.args[0]}") from None
+        try:
+            bench.locate(root)
+        except DatasetNotFoundError as exc:
+            raise ParamsError(f"{stage.source}: {stage.name}.eval.root: the {name} benchmark that the run is scored "
+                              f"on at its end is not there: {exc}") from None

@@ -299,7 +299,7 @@ def run_part(name: str, dataset: str, gts: Sequence[np.ndarray], amap: Associati
     allrow = swaps[swaps.child == "(all)"]
     summary = {
         "dataset": dataset, "num_images": len(gts), "synthetic_data": synthetic_data,
-        "association": Path(amap.source).stem, "pairs_present": int(len(pairs)),
+        "association": amap.identity(), "pairs_present": int(len(pairs)),
         "swap_all": ({"mIoU": float(allrow["mIoU"].iloc[0]), "SG-mIoU": float(allrow["SG-mIoU"].iloc[0])}
                      if len(allrow) else None),
         "swap_mean_gap": float((pairs["SG-mIoU"] - pairs["mIoU"]).mean()) if len(pairs) else None,
@@ -352,8 +352,9 @@ def run_sgiou_stage(stage) -> SgiouResult:
     Raises:
         DatasetNotFoundError: the COCO data is missing (the ADE part is optional).
     """
-    from ovlab.atomic import write_json, write_text
+    from ovlab.atomic import write_text
     from ovlab.caveats import EMBEDDED_CAVEAT
+    from ovlab.config.record import write_record
 
     cfg, seed = stage.cfg, stage.base.seed
     common = dict(rates=cfg.rates, kinds=cfg.kinds, delta_rate=cfg.delta_rate, delta_kind=cfg.delta_kind,
@@ -384,7 +385,7 @@ def run_sgiou_stage(stage) -> SgiouResult:
                                    sg=True, sg_mode=cfg.mode, progress=False)
         metrics["predictions"] = {"folder": cfg.predictions, **_json_ready(res.summary)}
         pred_table = pd.DataFrame(res.table)
-    write_json(stage.path(cfg.metrics), _json_ready(metrics))
+    write_record(stage.path(cfg.metrics), _json_ready(metrics))  # + info.json beside it (ovlab.config.record)
     write_text(stage.path(cfg.curve), curve_wide(parts).to_csv(index=False, float_format="%.6g"))
     swaps = pd.concat([p.swaps.assign(part=p.name) for p in parts], ignore_index=True)
     write_text(stage.path(cfg.swaps), swaps.to_csv(index=False, float_format="%.6g"))

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ovlab.atomic import write_json, write_text
+from ovlab.config.record import write_record
 from ovlab.clip.crops import masked_crops
 from ovlab.clip.loading import ClipModel, load_clip_from_params
 from ovlab.clip.text import encode_names
@@ -149,7 +150,7 @@ def run_synonym_score(stage, *, write: bool = True, progress: bool = True) -> Sy
     metrics.pop("segments_forwarded_this_run")  # run-dependent: kept out of the (reproducible) metrics file
     if write:
         write_json(stage.path(cfg.output), scores)
-        write_json(stage.path(cfg.metrics), metrics)
+        write_record(stage.path(cfg.metrics), metrics)  # + info.json beside it (ovlab.config.record)
         write_text(stage.path(cfg.table), segments_csv(scores, synonyms))
     return SynonymScoreResult(scores=scores, metrics=metrics, clip=clip)
 

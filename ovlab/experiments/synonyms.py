@@ -7,6 +7,7 @@ import io
 from dataclasses import dataclass
 
 from ovlab.atomic import write_json, write_text
+from ovlab.config.record import write_record
 from ovlab.config import StageParams
 from ovlab.data.categories import load_categories
 from ovlab.data.names import normalize_class_name
@@ -68,6 +69,6 @@ def run_synonyms(stage: StageParams, *, write: bool = True) -> SynonymsResult:
     metrics["wordnet_source"] = source
     if write:
         write_json(stage.path(cfg.output), table)
-        write_json(stage.path(cfg.metrics), metrics)
+        write_record(stage.path(cfg.metrics), metrics)  # + info.json beside it (ovlab.config.record)
         write_text(stage.path(cfg.report), classes_csv(sets))
     return SynonymsResult(sets=sets, table=table, metrics=metrics, wordnet_source=source)

@@ -23,6 +23,13 @@ the segmenter's (its backbone is a copy of the CLIP visual trunk) and, for the t
 plus the whole CLIP image encoder. Throughput: ``warmup`` untimed forwards, then ``repeats`` timed
 ones (CUDA synchronised); images/s = repeats / seconds.
 
+Backbone: any CLIP ResNet (``RN50``, ``RN101``, ``RN50x4``..., or the tiny ``ovlab-tiny-rn*``): the
+segmenter's trunk is a copy of its visual tower, and the two-stage crops go through the same CLIP
+unless ``crop_clip`` names another (Simbaseline classifies its crops with a ViT-B/16, which may be
+given here). GKC Tab. 2 is "measured on the backbone of ResNet101", so the paper profile measures
+``RN101``; the JSON records the CLIP of each model and the trunk's blocks per stage (RN50 3-4-6-3,
+RN101 3-4-23-3).
+
 Paper targets (GKC Tab. 2, R101, V100): FLOPs ratio single/two-stage ≈ 151.44 / 1165.07 = 0.13;
 throughput ratio 8.04 / 2.32 ≈ 3.5 on GPU (issue #6 asks ≥ 4× on CPU).
 """
@@ -116,8 +123,27 @@ def _random_vocabulary(classes: int, dim: int, seed: int = 0):
     return Vocabulary(names, bank, list(range(classes)))
 
 
+def backbone_summary(clip_name: str, visual) -> dict:
+    """``{"clip", "kind", "blocks_per_stage", "trunk_params_M"}`` of a CLIP ResNet visual tower (the
+    segmenter's trunk: stem + res2–res5, no attention pool; GKC ``mask2former/clip_models.py``).
+
+    Raises:
+        ValueError: ``visual`` is not an open_clip ``ModifiedResNet`` (GKC's segmenter needs a CLIP ResNet).
+    """
+    from open_clip.modified_resnet import ModifiedResNet
+
+    if not isinstance(visual, ModifiedResNet):
+        raise ValueError(f"GKC's segmenter trunk is a CLIP ResNet (RN50, RN101, RN50x4, ...); {clip_name} is a "
+                         f"{type(visual).__name__}: give a ResNet CLIP (a ViT CLIP may classify the crops: crop_clip)")
+    stages = [visual.layer1, visual.layer2, visual.layer3, visual.layer4]
+    trunk = sum(p.numel() for n, p in visual.named_parameters() if not n.startswith("attnpool."))
+    return {"clip": clip_name, "kind": "CLIP ModifiedResNet", "blocks_per_stage": [len(s) for s in stages],
+            "trunk_params_M": trunk / 1e6}
+
+
 def measure_cost(config: str = "embedded", device: str = "cpu", size: int = 512, proposals: int | None = None,
-                 repeats: int = 3, *, clip: str | None = None, classes: int = 133, warmup: int = 1) -> dict:
+                 repeats: int = 3, *, clip: str | None = None, crop_clip: str | None = None, classes: int = 133,
+                 warmup: int = 1) -> dict:
     """Cost of the single-stage GKC segmenter and the two-stage baseline, same backbone and input.
 
     Args:
@@ -127,17 +153,22 @@ def measure_cost(config: str = "embedded", device: str = "cpu", size: int = 512,
         size: input side in pixels (a multiple of 32).
         proposals: crops of the two-stage model (top-k queries); default = the model's query count.
         repeats, warmup: timed / untimed forwards per model.
-        clip: CLIP architecture override (e.g. ``RN101`` as GKC Tab. 2); default the config's.
+        clip: the CLIP ResNet of the segmenter's backbone (and of the crops unless ``crop_clip``),
+            e.g. ``RN101`` as GKC Tab. 2; default the config's (``tgkd.clip.model`` of the profile).
+        crop_clip: the CLIP that classifies the two-stage crops (any architecture, e.g. Simbaseline's
+            ``ViT-B-16``); default ``clip``.
         classes: vocabulary size K.
 
     Returns:
-        ``{config, device, size, clip, queries, proposals, crops_encoded, classes, repeats, warmup,
-        threads, models: [single row, two-stage row], flops_ratio, speed_ratio, flops_target,
-        speed_target, flops_target_met, speed_target_met, paper_table2, flop_convention}``; a row is
-        ``{model, GFLOPs, params_M, images_per_s}``.
+        ``{config, device, size, clip, crop_clip, backbone, queries, proposals, crops_encoded, classes,
+        repeats, warmup, threads, models: [single row, two-stage row], flops_ratio, speed_ratio,
+        flops_target, speed_target, flops_target_met, speed_target_met, paper_table2,
+        flop_convention}``; a row is ``{model, clip, GFLOPs, params_M, images_per_s}``;
+        ``backbone`` is :func:`backbone_summary`.
 
     Raises:
-        ValueError: unknown config, size not a multiple of 32, proposals outside 1..queries.
+        ValueError: unknown config, size not a multiple of 32, proposals outside 1..queries, a
+            ``clip`` that is not a CLIP ResNet.
     """
     from ovlab.clip.loading import load_clip
     from ovlab.config.segmenter import ModelParams
@@ -159,14 +190,20 @@ def measure_cost(config: str = "embedded", device: str = "cpu", size: int = 512,
     n = q if proposals is None else proposals
     if not 1 <= n <= q:
         raise ValueError(f"proposals must be in 1..{q} (the {config} model has {q} queries), got {n}")
+    crop_name = crop_clip or name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clip_model = load_clip(name, None, device=device)
+        crops_model = clip_model if crop_name == name else load_clip(crop_name, None, device=device)
+    backbone = backbone_summary(name, clip_model.model.visual)
+    if clip_embed_dim(crops_model) != clip_embed_dim(clip_model):
+        raise ValueError(f"crop_clip {crop_name} embeds in {clip_embed_dim(crops_model)} dimensions, the segmenter's "
+                         f"{name} in {clip_embed_dim(clip_model)}: they must share the text space")
     torch.manual_seed(0)
     segmenter = build_segmenter(params, clip_embed_dim(clip_model), clip_model).to(device).eval()
     vocab = _random_vocabulary(classes, clip_embed_dim(clip_model))
     text, class_index = vocab.text.to(device), vocab.class_index.to(device)
-    two = TwoStageSegmenter(segmenter, clip_model, TwoStageParams(top_k=n, mask_threshold=0.0, batch_size=n))
+    two = TwoStageSegmenter(segmenter, crops_model, TwoStageParams(top_k=n, mask_threshold=0.0, batch_size=n))
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
 
     def single():
@@ -179,15 +216,17 @@ def measure_cost(config: str = "embedded", device: str = "cpu", size: int = 512,
         return last["out"]
 
     rows = []
-    for label, fn, modules in (("single-stage (GKC)", single, (segmenter,)),
-                               (f"two-stage ({n} crops)", two_stage, (segmenter, clip_model.model.visual))):
+    for label, fn, modules, used in (("single-stage (GKC)", single, (segmenter,), name),
+                                     (f"two-stage ({n} crops)", two_stage, (segmenter, crops_model.model.visual),
+                                      f"{name} + {crop_name} crops")):
         flops = count_flops(fn)
         ips = throughput(fn, repeats=repeats, warmup=warmup, device=device)
-        rows.append({"model": label, "GFLOPs": flops / 1e9, "params_M": count_parameters(*modules) / 1e6,
-                     "images_per_s": ips})
+        rows.append({"model": label, "clip": used, "GFLOPs": flops / 1e9,
+                     "params_M": count_parameters(*modules) / 1e6, "images_per_s": ips})
     crops = int(last["out"].valid.sum())
     return {
-        "config": config, "device": device, "size": size, "clip": name, "clip_input": list(clip_model.image_size),
+        "config": config, "device": device, "size": size, "clip": name, "crop_clip": crop_name,
+        "backbone": backbone, "clip_input": list(crops_model.image_size),
         "queries": q, "proposals": n, "crops_encoded": crops, "classes": classes, "repeats": repeats,
         "warmup": warmup, "threads": torch.get_num_threads(), "models": rows, **cost_ratios(rows[0], rows[1]),
         "paper_table2": PAPER_TABLE2,
@@ -198,7 +237,8 @@ def measure_cost(config: str = "embedded", device: str = "cpu", size: int = 512,
 
 def format_cost(result: dict) -> str:
     """The printed table (model, GFLOPs, params M, images/s) and the two ratios against the targets."""
-    lines = [f"ovlab bench cost: config {result['config']} ({result['clip']}), {result['device']}, "
+    crops = f", crops {result['crop_clip']}" if result.get("crop_clip", result["clip"]) != result["clip"] else ""
+    lines = [f"ovlab bench cost: config {result['config']} (backbone CLIP {result['clip']}{crops}), {result['device']}, "
              f"{result['size']}x{result['size']}, {result['proposals']} proposals, {result['classes']} classes, "
              f"{result['repeats']} repeats, {result['threads']} threads",
              f"{'model':<26}{'GFLOPs':>12}{'params M':>11}{'images/s':>11}"]
@@ -214,7 +254,8 @@ def format_cost(result: dict) -> str:
 
 def bench_cost(argv: list[str]) -> int:
     """``ovlab bench cost [--config embedded|paper] [--device cpu|cuda] [--size 512] [--proposals N]
-    [--repeats N] [--warmup N] [--clip RN101] [--classes K] [--threads T] [--json PATH]``; returns 0."""
+    [--repeats N] [--warmup N] [--clip RN101] [--crop-clip ViT-B-16] [--classes K] [--threads T]
+    [--json PATH]``; returns 0."""
     from ovlab.atomic import write_json
 
     p = argparse.ArgumentParser(prog="ovlab bench cost", description=__doc__,
@@ -225,7 +266,8 @@ def bench_cost(argv: list[str]) -> int:
     p.add_argument("--proposals", type=int, default=None, help="crops of the two-stage model (default: all queries)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--clip", default=None, help="CLIP architecture override (e.g. RN101, as GKC Tab. 2)")
+    p.add_argument("--clip", default=None, help="backbone CLIP ResNet (e.g. RN101, as GKC Tab. 2); default the config's")
+    p.add_argument("--crop-clip", default=None, help="CLIP of the two-stage crops (e.g. ViT-B-16); default --clip")
     p.add_argument("--classes", type=int, default=133)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", default=None, help="write the results here (atomic)")
@@ -235,8 +277,8 @@ def bench_cost(argv: list[str]) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     try:
-        result = measure_cost(a.config, a.device, a.size, a.proposals, a.repeats, clip=a.clip, classes=a.classes,
-                              warmup=a.warmup)
+        result = measure_cost(a.config, a.device, a.size, a.proposals, a.repeats, clip=a.clip, crop_clip=a.crop_clip,
+                              classes=a.classes, warmup=a.warmup)
     except ValueError as exc:
         p.error(str(exc))
     print(format_cost(result))

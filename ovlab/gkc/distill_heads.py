@@ -9,7 +9,8 @@ Teacher: the frozen CLIP ResNet's attention pool (``global``: the mean-token que
 ``spatial``: the output at every position, ``attn_l``, pooled over the mask — ``masked`` — or over
 the whole grid — ``mean``, GKC's code), fed with either the augmented image times the GT mask
 (``in_model_mask``, the paper) or GKC's grey-filled bbox crop of the un-augmented image stretched to
-the CLIP input size (``crop``). Outputs are L2-normalised.
+the CLIP input size (``crop``; with ``masked`` the mask is cut and stretched with it, so the pool
+covers the instance's cells of the crop). Outputs are L2-normalised.
 """
 
 from __future__ import annotations
@@ -143,10 +144,11 @@ def _mean_pool(f, masks):
 
 
 def _masked_pool(f, masks):
-    """``spatial`` + ``masked``: the spatial tokens pooled over the mask (GKC §4.5, Tab. 6 "mask-based pooling");
-    no mask (``crop`` input) or an empty one: the whole grid."""
+    """``spatial`` + ``masked``: the spatial tokens pooled over the mask (GKC §4.5, Tab. 6 "mask-based pooling"),
+    the instance mask in the teacher input's frame (the image's, or the crop's for ``crop``: :func:`crop_masks`);
+    an empty mask: the whole grid."""
     if masks is None:
-        return _mean_pool(f, masks)
+        raise ValueError("masked spatial pooling needs the instance masks of the teacher inputs")
     pooled, valid = mask_pool(f.spatial_tokens, masks[:, None].float())
     return torch.where(valid, pooled[:, 0], f.spatial_tokens.mean(dim=(-1, -2)))  # empty mask: whole grid
 
@@ -160,14 +162,33 @@ def _in_model_mask_input(clip, batch, b: int, idx: torch.Tensor, device):
     return clip.normalize(batch.images[b:b + 1]) * m[:, None], m
 
 
+def crop_masks(masks: torch.Tensor, boxes: torch.Tensor, size) -> torch.Tensor:
+    """The instance masks in the frame of their bbox crops: each mask cut to its box and stretched to
+    ``size`` like the crop (nearest), so that masked pooling of a crop's tokens covers the instance.
+
+    Args:
+        masks: (M, H, W) bool, the masks the crops were made from.
+        boxes: (M, 4) int64 ``x0, y0, x1, y1`` (exclusive ends), as :func:`ovlab.clip.crops.masked_crops` returns.
+        size: the crops' side, int or (h, w).
+
+    Returns:
+        (M, h, w) bool.
+    """
+    out_size = (size, size) if isinstance(size, int) else tuple(size)
+    out = [F.interpolate(masks[k, y0:y1, x0:x1][None, None].float(), size=out_size, mode="nearest")[0, 0] > 0.5
+           for k, (x0, y0, x1, y1) in enumerate(boxes.tolist())]
+    return torch.stack(out) if out else torch.zeros(0, *out_size, dtype=torch.bool)
+
+
 def _crop_input(clip, batch, b: int, idx: torch.Tensor, device):
     """``crop``: GKC's grey-filled bbox crops of the un-augmented image, stretched to the CLIP input size
-    (GKC `detr_panoptic_caption_syn_kd_dataset_mapper.py` L299–331); no masks."""
+    (GKC `detr_panoptic_caption_syn_kd_dataset_mapper.py` L299–331), and the masks in the crops' frame
+    (:func:`crop_masks`; GKC pools the whole grid, ``spatial_pool: mean``, so it never needs them)."""
     src = batch.sources[b]
     sm = src.masks[idx.cpu()]
-    crops, _ = masked_crops(src.image * 255.0, sm, size=clip.image_size, fill="grey", resize="stretch",
-                            mean=clip.mean, std=clip.std, exclusive_max_quirk=True)
-    return crops.to(device), None
+    crops, boxes = masked_crops(src.image * 255.0, sm, size=clip.image_size, fill="grey", resize="stretch",
+                                mean=clip.mean, std=clip.std, exclusive_max_quirk=True)
+    return crops.to(device), crop_masks(torch.as_tensor(sm).bool().to(crops.device), boxes, clip.image_size).to(device)
 
 
 _TEACHER_INPUTS = {"in_model_mask": _in_model_mask_input, "crop": _crop_input}

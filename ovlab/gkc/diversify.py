@@ -615,6 +615,33 @@ def build_text_diversification(
                fallback=td.fallback, scores=table)
 
 
+def training_synonym_scores(scores_path, synonyms_path, vocab: SynonymVocabulary):
+    """The per-segment synonym scores (GKC Eq. 1) of the training vocabulary ``vocab``.
+
+    The ``synonym_score`` stage scores every segment of every class of the synonyms file (all 133
+    COCO-panoptic classes, as GKC ``syn_CLIP_sim.py``); a training vocabulary may hold fewer (the
+    seen classes). Segments of the synonyms file's other classes are not trained on (their segments
+    are dropped from the targets), so they are left out of the table; a segment whose class is in
+    neither file still raises (stale or mismatched stage outputs).
+
+    Args:
+        scores_path: the ``synonym_score`` stage output.
+        synonyms_path: the ``synonyms`` stage output the scores were made from.
+        vocab: the training classes' :class:`~ovlab.vocab.synonym_vocab.SynonymVocabulary`.
+
+    Returns:
+        :class:`~ovlab.vocab.synonym_vocab.SynonymScores` aligned with ``vocab``.
+
+    Raises:
+        FileNotFoundError: a file is missing.
+        ValueError: a malformed file, or a segment of a class the synonyms file does not have.
+    """
+    from ovlab.vocab.synonym_vocab import load_synonym_scores, load_synonym_vocabulary
+
+    others = set(load_synonym_vocabulary(synonyms_path).classes) - set(vocab.classes)
+    return load_synonym_scores(scores_path, vocab, skip_classes=others)
+
+
 def classification_loss(
     name_logits: torch.Tensor,
     class_targets: torch.Tensor,

@@ -15,7 +15,27 @@ validated on load::
       "provenance": {"house -> building": "curated: ...", ...}    # optional, free text per edge
     }
 
-The fathers of a class q are its parents plus the other members of its synonym groups. Errors
+SCAN's own maps are shipped pair for pair under an extra key, ``"fathers"``: child name → father
+names, exactly the (child, father) pairs of SCAN's evaluator (directed; mutual pairs and cycles are
+allowed there, as in SCAN's dicts, and nothing is implied beyond the listed pairs).
+
+**Shipped maps and their names** (``ovlab/metrics/associations/<name>.json``): two families,
+
+- ``scan_<vocabulary>``: SCAN's pairs for ``ade20k_150``, ``ade20k_847`` and ``pascal_context_459``,
+  converted from the index dicts of SCAN ``scan/evaluation/generalized_sem_seg_evaluation.py``
+  (L20, L23, L26 at commit 097fbbd; ADE-847's duplicate keys resolved last-wins, as Python does)
+  by :func:`ovlab.metrics.association_build.scan_maps_from_evaluator`. **The default** for those
+  benchmarks: they are the maps behind SCAN's SG-IoU numbers (SCAN Tab. 2);
+- ``wordnet_<vocabulary>``: ovlab's WordNet-derived, curated maps (:mod:`ovlab.metrics.association_build`)
+  for the same three vocabularies and ``coco_panoptic_133`` (the only map for COCO).
+
+A name is a file stem (``scan_ade20k_847``), a family plus a vocabulary (:func:`resolve_association`:
+``"wordnet"`` for ``ade20k_847``), a bare vocabulary (its default map: :func:`default_association_name`)
+or a JSON path. Every result that reports SG-IoU records :meth:`AssociationMap.identity` (name, family,
+SHA-256 of the sorted name pairs, pair count).
+
+The fathers of a class q are its parents, the other members of its synonym groups and its listed
+``fathers``. Errors
 (:class:`AssociationError`, naming the entry): unknown class names, duplicate JSON keys, a class
 listed as its own father, a name twice in a synonym group, a parent edge inside a synonym group,
 and cycles among parent edges.
@@ -27,6 +47,7 @@ which reproduces Python's last-key-wins behaviour for duplicate keys and warns a
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import warnings
 from collections.abc import Mapping
@@ -37,7 +58,10 @@ from pathlib import Path
 from ovlab.data.categories import CategoryList, load_categories
 
 SCHEMA = "ovlab.association/1"
-_TOP_KEYS = {"schema", "dataset", "categories", "description", "synonyms", "parents", "provenance", "num_classes"}
+_TOP_KEYS = {"schema", "dataset", "categories", "description", "synonyms", "parents", "provenance", "num_classes",
+             "fathers", "family", "origin"}
+FAMILIES = ("scan", "wordnet")
+"""Families of shipped maps: SCAN's evaluator pairs and ovlab's WordNet-derived maps (module docstring)."""
 
 
 class AssociationError(ValueError):
@@ -54,6 +78,9 @@ class AssociationMap:
         parents: child name → parent names (directed, acyclic).
         provenance: ``"child -> father"`` or ``"a <-> b"`` → where the relation comes from.
         source: file the map was read from (for messages).
+        direct: child name → father names, exact directed pairs (SCAN's maps; cycles allowed).
+        name: the map's name (shipped: the file stem, e.g. ``scan_ade20k_847``).
+        family: ``scan``, ``wordnet`` or ``None`` (a map of your own).
     """
 
     categories: CategoryList
@@ -61,6 +88,9 @@ class AssociationMap:
     parents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     provenance: Mapping[str, str] = field(default_factory=dict)
     source: str = "<map>"
+    direct: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    name: str = "<map>"
+    family: str | None = None
 
     def __post_init__(self):
         _validate(self)
@@ -74,6 +104,8 @@ class AssociationMap:
         out: dict[str, list[str]] = {}
         for child, ps in self.parents.items():
             out.setdefault(child, []).extend(ps)
+        for child, fs in self.direct.items():
+            out.setdefault(child, []).extend(f for f in fs if f not in out[child])
         for group in self.synonyms:
             for a in group:
                 for b in group:
@@ -90,16 +122,40 @@ class AssociationMap:
         """All (child index, father index) pairs."""
         return {(q, f) for q, fs in self.index_fathers().items() for f in fs}
 
+    def name_pairs(self) -> list[tuple[str, str]]:
+        """All (child name, father name) pairs, sorted."""
+        return sorted((q, f) for q, fs in self.fathers().items() for f in fs)
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the sorted (child, father) name pairs as compact JSON: equal for two maps
+        that credit the same pairs, whatever their file layout (synonym groups, parents, ``fathers``)."""
+        text = json.dumps(self.name_pairs(), ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def identity(self) -> dict:
+        """What a metrics file records about the map: ``name``, ``family``, ``vocabulary``, ``pairs``
+        (count), ``sha256`` (:attr:`sha256`) and ``source`` (the file)."""
+        src = Path(self.source)
+        shipped = Path(str(resources.files("ovlab.metrics") / "associations"))
+        if src.parent == shipped:
+            src = Path("ovlab/metrics/associations") / src.name
+        return {"name": self.name, "family": self.family, "vocabulary": self.categories.dataset,
+                "pairs": len(self.name_pairs()), "sha256": self.sha256, "source": str(src)}
+
     def to_json(self, dataset: str | None = None, description: str = "") -> dict:
         """The file form (see the module docstring)."""
         doc = {
             "schema": SCHEMA,
             "dataset": dataset or self.categories.dataset,
             "categories": self.categories.dataset,
+            **({"family": self.family} if self.family else {}),
             "description": description,
             "synonyms": [list(g) for g in self.synonyms],
             "parents": {k: list(v) for k, v in self.parents.items()},
         }
+        if self.direct:
+            doc["fathers"] = {k: list(v) for k, v in self.direct.items()}
         if self.provenance:
             doc["provenance"] = dict(self.provenance)
         return doc
@@ -141,6 +197,20 @@ def _validate(m: AssociationMap) -> None:
         dup = sorted({p for p in ps if list(ps).count(p) > 1})
         if dup:
             raise AssociationError(f"{src}: {where}: duplicate parent {dup[0]!r}")
+    for child, fs in m.direct.items():
+        where = f"fathers[{child!r}]"
+        check(child, where)
+        if not fs:
+            raise AssociationError(f"{src}: {where}: empty father list")
+        for f in fs:
+            check(f, where)
+            if f == child:
+                raise AssociationError(f"{src}: {where}: self-loop: {child!r} is listed as its own father")
+        dup = sorted({f for f in fs if list(fs).count(f) > 1})
+        if dup:
+            raise AssociationError(f"{src}: {where}: duplicate father {dup[0]!r}")
+    if m.family is not None and m.family not in FAMILIES:
+        raise AssociationError(f"{src}: family: {m.family!r} is not one of {', '.join(FAMILIES)}")
     cycle = _find_cycle({k: list(v) for k, v in m.parents.items()})
     if cycle:
         raise AssociationError(f"{src}: parents[{cycle[0]!r}]: cycle {' -> '.join(cycle)} (parent relations must form a DAG; "
@@ -186,37 +256,83 @@ def _no_duplicate_keys(src: str):
 
 
 def association_names() -> list[str]:
-    """Names of the maps shipped in ``ovlab/metrics/associations``."""
+    """Names of the maps shipped in ``ovlab/metrics/associations`` (file stems: ``scan_ade20k_847``...)."""
     root = resources.files("ovlab.metrics") / "associations"
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".json"))
 
 
+def default_association_name(vocabulary: str) -> str | None:
+    """The default shipped map of a vocabulary (catalog name): SCAN's (``scan_<vocabulary>``) where
+    SCAN has one (ADE-150, ADE-847, PC-459: its SG-IoU numbers come from them), else ovlab's
+    WordNet-derived one (``wordnet_<vocabulary>``), else ``None``."""
+    names = set(association_names())
+    for family in FAMILIES:
+        if f"{family}_{vocabulary}" in names:
+            return f"{family}_{vocabulary}"
+    return None
+
+
+def resolve_association(name: str, vocabulary: str | None = None) -> str:
+    """The shipped map name or JSON path that ``name`` stands for.
+
+    Args:
+        name: a JSON path; a shipped map name (``scan_ade20k_847``); a family (``scan``,
+            ``wordnet``: needs ``vocabulary``); or a bare vocabulary (``ade20k_847``: its default map).
+        vocabulary: the benchmark's catalog name, for a family name.
+
+    Raises:
+        FileNotFoundError: no shipped map of that name (lists them), or a family without a map for
+            the vocabulary.
+    """
+    if Path(name).suffix:
+        return name
+    names = association_names()
+    if name in FAMILIES:
+        if vocabulary is None:
+            raise FileNotFoundError(f"association family {name!r} needs a vocabulary (e.g. {name}_ade20k_847)")
+        if f"{name}_{vocabulary}" not in names:
+            have = [n for n in names if n.startswith(f"{name}_")]
+            raise FileNotFoundError(f"no {name!r} association map for {vocabulary!r}; {name} maps: {', '.join(have)}")
+        return f"{name}_{vocabulary}"
+    if name in names:
+        return name
+    default = default_association_name(name)
+    if default is not None:
+        return default
+    raise FileNotFoundError(f"no association map named {name!r}; shipped: {', '.join(names)} "
+                            f"(or a family: {', '.join(FAMILIES)}, a vocabulary, or a JSON path)")
+
+
 def association_path(name: str) -> Path:
-    """Path of a shipped map (``"ade20k_150"``) or of a given file."""
+    """Path of a shipped map (a name :func:`resolve_association` knows) or of a given file."""
+    name = resolve_association(str(name))
     p = Path(name)
     if p.suffix:
         return p
-    p = Path(str(resources.files("ovlab.metrics") / "associations" / f"{name}.json"))
-    if not p.is_file():
-        raise FileNotFoundError(f"no association map named {name!r}; shipped: {', '.join(association_names())} (or give a JSON path)")
-    return p
+    return Path(str(resources.files("ovlab.metrics") / "associations" / f"{name}.json"))
 
 
-def load_association_map(name_or_path: str | Path, categories: CategoryList | str | None = None) -> AssociationMap:
+def load_association_map(name_or_path: str | Path, categories: CategoryList | str | None = None, *,
+                         vocabulary: str | None = None) -> AssociationMap:
     """Load and validate a name-keyed association map.
 
     Args:
-        name_or_path: a shipped map name (``"ade20k_150"``, ``"ade20k_847"``,
-            ``"pascal_context_459"``) or a JSON file.
+        name_or_path: a shipped map name (``"scan_ade20k_847"``, ``"wordnet_ade20k_150"``), a family
+            (``"scan"`` / ``"wordnet"``, with ``vocabulary``), a vocabulary (its default map:
+            ``"ade20k_150"`` → SCAN's) or a JSON file.
         categories: the vocabulary; default: the catalog named in the file's ``categories``.
+        vocabulary: the catalog name a family name refers to.
 
     Raises:
         FileNotFoundError: no such map/file.
         AssociationError: bad JSON, duplicate keys, unknown names, self-loops, cycles... naming
             the file and entry.
     """
-    p = association_path(str(name_or_path))
+    resolved = resolve_association(str(name_or_path), vocabulary)
+    p = association_path(resolved)
     src = str(p)
+    if not p.is_file():
+        raise FileNotFoundError(f"{src}: association map file not found")
     try:
         doc = json.loads(p.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys(src))
     except json.JSONDecodeError as exc:
@@ -237,12 +353,19 @@ def load_association_map(name_or_path: str | Path, categories: CategoryList | st
         raise AssociationError(f"{src}: num_classes: {doc['num_classes']} but the catalog has {len(cats)} classes")
     syn = doc.get("synonyms", [])
     par = doc.get("parents", {})
+    fat = doc.get("fathers", {})
     if not isinstance(syn, list) or not all(isinstance(g, list) for g in syn):
         raise AssociationError(f"{src}: synonyms: expected a list of lists of class names")
     if not isinstance(par, dict) or not all(isinstance(v, list) for v in par.values()):
         raise AssociationError(f"{src}: parents: expected an object {{child name: [parent names]}}")
+    if not isinstance(fat, dict) or not all(isinstance(v, list) for v in fat.values()):
+        raise AssociationError(f"{src}: fathers: expected an object {{child name: [father names]}}")
+    family = doc.get("family")
+    if family is not None and not isinstance(family, str):
+        raise AssociationError(f"{src}: family: expected a string")
     return AssociationMap(cats, tuple(tuple(g) for g in syn), {k: tuple(v) for k, v in par.items()},
-                          dict(doc.get("provenance", {})), src)
+                          dict(doc.get("provenance", {})), src, {k: tuple(v) for k, v in fat.items()},
+                          p.stem if not Path(resolved).suffix else src, family)
 
 
 def load_scan_index_map(source: str | Path | Mapping, num_classes: int | None = None) -> dict[int, list[int]]:

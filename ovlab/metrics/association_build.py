@@ -16,8 +16,15 @@ makes the construction reproducible:
    over-general parents), ``add_parents`` / ``add_synonyms`` that WordNet misses — for ADE-150 these
    are the 33 pairs SCAN ships (SCAN ``scan/evaluation/generalized_sem_seg_evaluation.py`` L20), so the
    ADE-150 map contains SCAN's.
+3. **Consistency** (``consistent_with`` in the overrides, :func:`mirror_shared_pairs`): the ADE-847
+   map holds exactly the ADE-150 map's pairs between class names both vocabularies have.
 
-Regenerate the files with ``python -m ovlab.metrics.association_build``.
+These are the ``wordnet_<vocabulary>.json`` maps, the named alternative. SCAN's own maps
+(``scan_<vocabulary>.json``, the default for ADE-150, ADE-847 and PC-459) are not built but converted,
+pair for pair, from SCAN's evaluator (:func:`scan_maps_from_evaluator`).
+
+Regenerate the WordNet files with ``python -m ovlab.metrics.association_build`` and SCAN's with
+``--scan-evaluator <copy of SCAN's generalized_sem_seg_evaluation.py>``.
 """
 
 from __future__ import annotations
@@ -116,7 +123,7 @@ def load_overrides(path: str | Path | None = None) -> dict:
     doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     if not isinstance(doc, dict):
         raise AssociationError(f"{p}: expected a mapping of vocabulary name -> overrides")
-    allowed = {"max_depth", "block_fathers", "remove", "add_parents", "add_synonyms", "note"}
+    allowed = {"max_depth", "block_fathers", "remove", "add_parents", "add_synonyms", "note", "consistent_with"}
     for vocab, ov in doc.items():
         extra = set(ov or {}) - allowed
         if extra:
@@ -129,12 +136,59 @@ def load_overrides(path: str | Path | None = None) -> dict:
 
 
 def build_association_map(vocab: str, wn, overrides: dict) -> AssociationMap:
-    """Candidates for ``vocab`` minus ``remove`` plus the curated additions, validated.
+    """Candidates for ``vocab`` minus ``remove`` plus the curated additions, validated; then, with
+    ``consistent_with: <vocabulary>``, made identical to that vocabulary's map on the pairs of class
+    names both vocabularies have (:func:`mirror_shared_pairs`; ADE-847 follows ADE-150, whose map
+    holds SCAN's curated pairs).
 
     Raises:
         AssociationError: an override names an unknown class, removes a relation that is not a
             candidate, or the result is invalid (cycle, self-loop...).
     """
+    built = _build_own(vocab, wn, overrides)
+    other = (overrides.get(vocab) or {}).get("consistent_with")
+    if other:
+        built = mirror_shared_pairs(built, build_association_map(other, wn, overrides))
+    return built
+
+
+def mirror_shared_pairs(m: AssociationMap, ref: AssociationMap) -> AssociationMap:
+    """``m`` with every relation between two class names that ``ref``'s vocabulary also has replaced
+    by ``ref``'s relations between them, so the two maps credit the same pairs there.
+
+    Synonym groups of ``m`` with two or more shared names and the mirrored pairs become exact
+    ``fathers`` pairs; other groups and parent edges are kept.
+    """
+    shared = set(m.categories.names) & set(ref.categories.names)
+    both = lambda a, b: a in shared and b in shared  # noqa: E731
+    groups, direct, prov = [], {}, dict(m.provenance)
+    for g in m.synonyms:
+        if sum(n in shared for n in g) < 2:
+            groups.append(g)
+            continue
+        for a in g:
+            for b in g:
+                if a != b and not both(a, b):
+                    direct.setdefault(a, []).append(b)
+    parents = {k: tuple(p for p in v if not both(k, p)) for k, v in m.parents.items()}
+    parents = {k: v for k, v in parents.items() if v}
+    for k in list(prov):
+        a, _, b = k.replace(" <-> ", " -> ").partition(" -> ")
+        if both(a, b):
+            del prov[k]
+    for a, fs in ref.fathers().items():
+        for b in fs:
+            if both(a, b):
+                direct.setdefault(a, []).append(b)
+                prov[f"{a} -> {b}"] = f"mirrored from {ref.categories.dataset} (consistent_with)"
+    for k, v in m.direct.items():
+        direct.setdefault(k, []).extend(f for f in v if not both(k, f))
+    order = {n: i for i, n in enumerate(m.categories.names)}
+    direct = {k: tuple(dict.fromkeys(v)) for k, v in sorted(direct.items(), key=lambda kv: order[kv[0]]) if v}
+    return AssociationMap(m.categories, tuple(groups), parents, prov, m.source, direct, m.name, m.family)
+
+
+def _build_own(vocab: str, wn, overrides: dict) -> AssociationMap:
     cats = load_categories(vocab)
     ov = overrides.get(vocab) or {}
     cands = wordnet_candidates(cats, wn, int(ov.get("max_depth", 3)))
@@ -179,7 +233,7 @@ def build_association_map(vocab: str, wn, overrides: dict) -> AssociationMap:
     parents = {k: [p for p in v if not (k in gid and gid.get(p) == gid[k])] for k, v in parents.items()}
     order = {n: i for i, n in enumerate(cats.names)}
     parents = {k: tuple(v) for k, v in sorted(parents.items(), key=lambda kv: order[kv[0]]) if v}
-    return AssociationMap(cats, groups, parents, prov, f"build:{vocab}")
+    return AssociationMap(cats, groups, parents, prov, f"build:{vocab}", name=f"wordnet_{vocab}", family="wordnet")
 
 
 def _merge_groups(pairs, cats) -> tuple[tuple[str, ...], ...]:
@@ -197,6 +251,74 @@ def _merge_groups(pairs, cats) -> tuple[tuple[str, ...], ...]:
     for a, b, _ in pairs:
         groups.setdefault(find(a), set()).update({a, b})
     return tuple(tuple(sorted(g, key=order.get)) for g in sorted(groups.values(), key=lambda g: min(order[n] for n in g)))
+
+
+SCAN_EVALUATOR = "scan/evaluation/generalized_sem_seg_evaluation.py"
+SCAN_COMMIT = "097fbbdaf7789ac6d2da44533e95521e73fd7c4f"
+SCAN_MAP_HEADERS = {"ADE-150": "ade20k_150", "ADE-847": "ade20k_847", "pc-459": "pascal_context_459"}
+"""The comment line above each ``father_class`` dict of SCAN's evaluator → the vocabulary it indexes
+(SCAN registers ADE-847 and PC-459 in the orders of ``scan/data/datasets/register_ade20k_full.py``
+and ``register_pascal_context.py``, ADE-150 in detectron2's; ovlab's catalogs use the same orders)."""
+
+
+def scan_maps_from_evaluator(text: str, where: str = SCAN_EVALUATOR) -> dict[str, tuple[AssociationMap, dict]]:
+    """SCAN's three SG-IoU maps, pair for pair, from the text of its evaluator (SCAN Eq. 6 and §3.3;
+    SCAN ``scan/evaluation/generalized_sem_seg_evaluation.py`` L20, L23, L26).
+
+    Each ``father_class = {...}`` line (commented out or not) under a ``# ADE-150`` / ``# ADE-847`` /
+    ``# pc-459`` header is read with :func:`ovlab.metrics.association.load_scan_index_map` (duplicate
+    keys: the last value wins, as when Python runs the file) and its indices turned into the
+    vocabulary's class names. The result keeps exactly SCAN's directed pairs (``fathers``).
+
+    Returns:
+        ``{vocabulary: (map, origin)}``; ``origin`` names the repository, commit, file, line and the
+        duplicate keys that were resolved.
+
+    Raises:
+        AssociationError: a header without a dict below it, or an index outside the vocabulary.
+    """
+    import warnings
+
+    from ovlab.metrics.association import load_scan_index_map
+
+    lines = text.splitlines()
+    out: dict[str, tuple[AssociationMap, dict]] = {}
+    for i, line in enumerate(lines):
+        vocab = SCAN_MAP_HEADERS.get(line.strip().lstrip("#").strip())
+        if vocab is None:
+            continue
+        j = next((k for k in range(i + 1, min(i + 4, len(lines))) if "father_class" in lines[k] and "{" in lines[k]), None)
+        if j is None:
+            raise AssociationError(f"{where}: L{i + 1}: header {line.strip()!r} has no father_class dict below it")
+        cats = load_categories(vocab)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            index_map = load_scan_index_map(lines[j].lstrip("# "), len(cats))
+        names = cats.names
+        direct = {names[q]: tuple(names[f] for f in fs) for q, fs in sorted(index_map.items())}
+        m = AssociationMap(cats, direct=direct, source=f"{where} L{j + 1}", name=f"scan_{vocab}", family="scan")
+        origin = {"repository": "yongliu20/SCAN", "commit": SCAN_COMMIT, "file": SCAN_EVALUATOR, "line": j + 1,
+                  "active_in_evaluator": not lines[j].lstrip().startswith("#"),
+                  "duplicate_keys": [str(w.message).split(": ", 1)[-1] for w in caught]}
+        out[vocab] = (m, origin)
+    return out
+
+
+def write_scan_maps(evaluator: str | Path, out_dir: str | Path) -> list[Path]:
+    """Write ``scan_<vocabulary>.json`` for every map of SCAN's evaluator file (a local copy of
+    yongliu20/SCAN ``scan/evaluation/generalized_sem_seg_evaluation.py``)."""
+    import json
+
+    written = []
+    for vocab, (m, origin) in scan_maps_from_evaluator(Path(evaluator).read_text(encoding="utf-8")).items():
+        doc = m.to_json(vocab, f"SCAN's SG-IoU association map for {vocab}: exactly the child -> father pairs of "
+                                f"SCAN's evaluator ({SCAN_EVALUATOR} L{origin['line']}, commit {SCAN_COMMIT[:7]}), "
+                                f"indices turned into class names. The default map for this benchmark.")
+        doc["origin"] = origin
+        p = Path(out_dir) / f"scan_{vocab}.json"
+        write_text(p, json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+        written.append(p)
+    return written
 
 
 DESCRIPTIONS = {
@@ -220,14 +342,19 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("vocab", nargs="*", default=list(MAPPED_VOCABULARIES))
     ap.add_argument("--out-dir", default=str(resources.files("ovlab.metrics") / "associations"))
+    ap.add_argument("--scan-evaluator", default=None,
+                    help="also write scan_<vocab>.json from a copy of SCAN's generalized_sem_seg_evaluation.py")
     args = ap.parse_args(argv)
+    if args.scan_evaluator:
+        for p in write_scan_maps(args.scan_evaluator, args.out_dir):
+            print(f"wrote {p}")
     wn = load_wordnet()
     ov = load_overrides()
     for vocab in args.vocab:
         m = build_association_map(vocab, wn, ov)
         doc = m.to_json(vocab, DESCRIPTIONS.get(vocab, ""))
-        write_text(Path(args.out_dir) / f"{vocab}.json", json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
-        print(f"{vocab}: {len(m.synonyms)} synonym groups, {sum(map(len, m.parents.values()))} parent edges, {len(m.pairs())} (q, f) pairs")
+        write_text(Path(args.out_dir) / f"wordnet_{vocab}.json", json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+        print(f"{vocab}: {len(m.synonyms)} synonym groups, {sum(map(len, m.parents.values()))} parent edges, {sum(map(len, m.direct.values()))} exact pairs, {len(m.pairs())} (q, f) pairs")
     return 0
 
 

@@ -70,10 +70,26 @@ def _names(spec: str) -> list[str]:
 
     if spec in catalog_names() or spec.endswith(".json"):
         return [normalize_class_name(c.name) for c in load_categories(spec)]
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    if not names:
+    import difflib
+    import re
+
+    close = difflib.get_close_matches(spec, catalog_names(), n=1, cutoff=0.6)
+    if "," not in spec and (close or re.search(r"[_\d]", spec)):
+        # a mistyped catalog name (ade20k_15) must not be scored as a one-class vocabulary
+        raise ValueError(f"{spec!r} is neither a shipped catalog ({', '.join(catalog_names())}) nor a .json file"
+                         + (f"; did you mean {close[0]!r}?" if close else "")
+                         + f" (a one-class vocabulary is written with a comma: {spec.strip() + ','!r})")
+    parts = [n.strip() for n in spec.split(",")]
+    if parts and not parts[-1]:
+        parts = parts[:-1]  # one trailing comma: "cat,"
+    if not any(parts):
         raise ValueError(f"empty vocabulary {spec!r}")
-    return names
+    if any(not n for n in parts):
+        raise ValueError(f"vocabulary {spec!r}: empty class name (two commas in a row?)")
+    dup = sorted({n for n in parts if parts.count(n) > 1})
+    if dup:
+        raise ValueError(f"vocabulary {spec!r}: {', '.join(map(repr, dup))} given twice")
+    return parts
 
 
 def add_parser(subparsers) -> None:

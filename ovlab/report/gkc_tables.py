@@ -7,10 +7,11 @@ Context-59 and Cityscapes) are data here; ours come from the grid cells' ``metri
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
+
+from ovlab.config.record import read_record
 
 CHECK = "✓"
 
@@ -49,9 +50,8 @@ _PAPER_DATASETS = ("Pascal Context", "Cityscapes")
 
 
 def read_cell(folder: str | Path) -> dict | None:
-    """A cell's ``metrics.json`` (``None`` when the cell has not run)."""
-    p = Path(folder) / "metrics.json"
-    return json.loads(p.read_text()) if p.is_file() else None
+    """A cell's record: ``metrics.json`` merged with its ``info.json`` (``None`` when the cell has not run)."""
+    return read_record(Path(folder) / "metrics.json")
 
 
 def _ours(metrics: dict | None) -> dict[str, float | None]:
@@ -93,8 +93,9 @@ def cost_table(measured: dict) -> pd.DataFrame:
     beside GKC Tab. 2 (ResNet-101, one V100; FPS there, images/s on our device here).
 
     Returns:
-        rows ``ours: …`` then ``paper: …``; columns model, GFLOPs, params_M, images_per_s.
+        rows ``ours (<backbone CLIP>): …`` then ``paper: …``; columns model, GFLOPs, params_M, images_per_s.
     """
-    ours = pd.DataFrame(measured["models"]).assign(model=lambda d: "ours: " + d["model"])
+    tag = f"ours ({measured['clip']})" if measured.get("clip") else "ours"
+    ours = pd.DataFrame(measured["models"]).assign(model=lambda d: f"{tag}: " + d["model"])
     paper = pd.DataFrame([{"model": f"paper: {k}", **v} for k, v in measured["paper_table2"].items()])
     return pd.concat([ours, paper], ignore_index=True)[["model", "GFLOPs", "params_M", "images_per_s"]]

@@ -9,12 +9,13 @@ benchmark), the model each cell used and the setting it ran with.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ovlab.config.record import read_record
 
 PAPER_DATASETS = ("ADE-150", "ADE-847", "PC-59")
 #: Our benchmark names of the paper's columns.
@@ -109,9 +110,9 @@ def paper_table(table: str) -> pd.DataFrame:
 
 
 def read_cell(root: str | Path, table: str, cell: str) -> dict | None:
-    """``<root>/<table>/<cell>/metrics.json`` as a dict, or ``None`` when the cell has not run."""
-    path = Path(root) / table / cell / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    """``<root>/<table>/<cell>/metrics.json`` merged with its ``info.json`` (:func:`ovlab.config.record.read_record`),
+    or ``None`` when the cell has not run."""
+    return read_record(Path(root) / table / cell / "metrics.json")
 
 
 def setting_text(overrides: dict, prefix: str = "") -> str:
@@ -211,7 +212,7 @@ def untrained_or_synthetic(root: str | Path) -> tuple[bool, bool]:
     """(any cell used an untrained CLIP, any cell ran on synthetic data), over every cell under ``root``."""
     untrained = synthetic = False
     for path in Path(root).glob("table*/*/metrics.json"):
-        m = json.loads(path.read_text())
+        m = read_record(path) or {}
         untrained |= bool(m.get("clip", {}).get("untrained"))
         synthetic |= bool(m.get("synthetic"))
     return untrained, synthetic

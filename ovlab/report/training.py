@@ -62,11 +62,15 @@ def per_class_frame(path: str | Path) -> pd.DataFrame:
 def prediction_panels(built, records, vocab, *, short_side: int, colors=None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(image, GT colour map, prediction colour map) triples of benchmark records (void = black).
 
+    Both maps carry the region contours (white); the prediction map has the legend of the classes
+    it holds (colour, name, area %) to its right (:mod:`ovlab.palette`, as ``ovlab predict``).
+
     Args:
         built: :class:`ovlab.segmenter.build.Built`.
         records: ``(image (H, W, 3) uint8, gt (H, W) int)`` pairs.
         vocab: the test vocabulary (:class:`ovlab.segmenter.vocabulary.Vocabulary`).
     """
+    from ovlab.palette import boundaries, legend_image, legend_rows
     from ovlab.segmenter.evaluate import predict_labels
     from ovlab.segmenter.predict import palette
 
@@ -77,7 +81,14 @@ def prediction_panels(built, records, vocab, *, short_side: int, colors=None) ->
         g = np.zeros((*gt.shape, 3), np.uint8)
         ok = gt < len(vocab)
         g[ok] = colors[gt[ok]]
-        out.append((image, g, colors[pred]))
+        g[boundaries(gt)] = 255
+        p = colors[pred]
+        p[boundaries(pred)] = 255
+        leg = legend_image(legend_rows(pred, list(vocab.classes), colors), height=max(p.shape[0], 40))
+        panel = np.full((max(p.shape[0], leg.shape[0]), p.shape[1] + leg.shape[1], 3), 255, np.uint8)
+        panel[: p.shape[0], : p.shape[1]] = p
+        panel[: leg.shape[0], p.shape[1]:] = leg
+        out.append((image, g, panel))
     return out
 
 

@@ -8,10 +8,11 @@ image model, evaluated on VIPSeg val) are data here; ours come from the rows' ``
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
+
+from ovlab.config.record import read_record
 
 #: GKC Tab. 3: row → (label, seen mIoU, unseen mIoU, harmonic mean), percent.
 PAPER_TABLE3: dict[str, tuple[str, float, float, float]] = {
@@ -39,9 +40,8 @@ COLUMNS = ("Seen", "Unseen", "Harmonic")
 
 
 def read_row(folder: str | Path) -> dict | None:
-    """A row's ``metrics.json`` (``None`` when the row has not run)."""
-    p = Path(folder) / "metrics.json"
-    return json.loads(p.read_text()) if p.is_file() else None
+    """A row's record: ``metrics.json`` merged with its ``info.json`` (``None`` when the row has not run)."""
+    return read_record(Path(folder) / "metrics.json")
 
 
 def scores(metrics: dict | None, protocol: str | None = None) -> dict[str, float | None]:

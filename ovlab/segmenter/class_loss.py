@@ -1,9 +1,15 @@
 """Query classification targets and the void-weighted CE (Mask2Former ``loss_labels``; L_CE of GKC Eq. 4).
 
-NOTE (helper, losses issue 6): this file was accidentally overwritten by the losses helper at
-00:09 while the lead was writing it; it was rebuilt from how ``criterion.py`` calls it
-(``query_targets(Q, C, matches, labels, region_dropout=, generator=)`` and
-``class_loss(logits, targets, void_weight)``). Lead: please check it against your version.
+Checked against GKC `mask2former/maskformer_model_voca_dense_kd_syn.py` ``loss_labels`` /
+``loss_labels_process_each`` (L834–902) and Mask2Former ``mask2former/modeling/criterion.py``
+``loss_labels``: every query's target is void, a matched query's is its GT's class; with region
+dropout (GKC yaml ``PER_REGION.DROPOUT``, not in the paper) each matched query's target is set to
+ignore (−100) with probability p, one independent draw per matched query **and per CE call** (the
+plain CE, the synonym CE and every decoder layer draw anew); the CE weighs void by
+``NO_OBJECT_WEIGHT`` = 0.1 and is PyTorch's weighted mean over the non-ignored queries. One
+deliberate difference: when every target is ignored the official CE is 0/0 = NaN, ours is 0
+(connected to the graph), so a batch whose matched queries are all dropped and which has no
+unmatched query cannot poison training.
 
 Convention: logits have C + 1 columns, the void ("no object") column last; targets hold a class
 index in [0, C) for a matched query, C (void) for an unmatched one, or ``IGNORE_INDEX``.

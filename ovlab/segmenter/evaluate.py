@@ -59,7 +59,11 @@ def predict_labels(model, image: np.ndarray, vocab: Vocabulary, *, resize: str =
         (H, W) int64 class indices 0..K-1 of ``vocab``.
     """
     x, (h, w) = prepare_image(image, resize, short_side, max_size)
-    scores = model.segment(x.to(device), vocab.text.to(device), vocab.class_index, len(vocab))
+    if getattr(model, "official_padding", False):  # SCAN official protocol: zero padding after normalisation
+        scores = model.segment(x.to(device), vocab.text.to(device), vocab.class_index, len(vocab),
+                               image_sizes=[(h, w)])
+    else:
+        scores = model.segment(x.to(device), vocab.text.to(device), vocab.class_index, len(vocab))
     scores = scores[..., :h, :w]
     scores = F.interpolate(scores, size=image.shape[:2], mode="bilinear", align_corners=False)
     return scores[0].argmax(0).cpu().numpy()
@@ -95,7 +99,8 @@ def evaluate_model(model, clip, params, *, device="cpu", root=None, cache_dir=No
     """
 
     def make_predict(cats):
-        vocab = build_vocabulary(clip, cats.names, templates=params.templates, cache_dir=cache_dir)
+        vocab = build_vocabulary(clip, cats.names, templates=params.templates, cache_dir=cache_dir,
+                                 name_encoding=getattr(model, "name_encoding", "split"))
         model.eval()
         return lambda image, gt: predict_labels(model, image, vocab, resize=params.resize, short_side=params.short_side,
                                                 max_size=params.max_size, device=device)

@@ -113,6 +113,11 @@ def build_backbone(params, clip=None) -> nn.Module:
         return ClipResNetTrunk(clip.model.visual)
     if b.kind == "tiny":
         return SmallConvTrunk()
+    if b.kind == "swin":  # timm's Swin with Mask2Former's res2–res5 (ovlab.segmenter.swin)
+        from ovlab.segmenter.swin import SwinBackbone
+
+        return SwinBackbone.from_variant(b.swin, weights=b.weights, window_padding=b.window_padding,
+                                         drop_path_rate=b.drop_path_rate)
     return TorchvisionResNetTrunk(b.depth, b.weights)
 
 

@@ -75,6 +75,20 @@ class ImageTask:
     def objective(self, stage, built: Built, vocab: Vocabulary):
         return MaskObjective(stage.cfg.loss, vocab)
 
+    def preflight(self, stage) -> None:
+        """Check before training what the final evaluation needs (the trainer calls it first): the
+        ``eval.dataset`` name and its files under ``eval.root``, so a typo fails at iteration 0, not
+        after the last one.
+
+        Raises:
+            KeyError: unknown benchmark name. DatasetNotFoundError: no ground truth under the root.
+        """
+        from ovlab.data.benchmarks import get_benchmark
+
+        ev = getattr(stage.cfg, "eval", None)
+        if getattr(ev, "dataset", None):
+            get_benchmark(ev.dataset).locate(stage.path(ev.root) if ev.root else None)
+
     def evaluate(self, stage, built: Built, device: torch.device, progress: bool, cache_dir=None):
         cfg = stage.cfg
         rep = evaluate_model(built.model.eval(), built.clip, cfg.eval, device=device,

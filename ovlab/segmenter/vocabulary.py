@@ -46,7 +46,7 @@ class Vocabulary:
 
 
 def build_vocabulary(clip, names: list[str], dataset_index: list[int] | None = None, *,
-                     templates: str = "none", cache_dir=None) -> Vocabulary:
+                     templates: str = "none", cache_dir=None, name_encoding: str = "split") -> Vocabulary:
     """Encode class names (multi-name classes split on ``,`` / ``_or_``; max over names at inference).
 
     Args:
@@ -55,12 +55,15 @@ def build_vocabulary(clip, names: list[str], dataset_index: list[int] | None = N
         dataset_index: (K,) dataset indices; default 0..K-1.
         templates: ``none`` (GKC training), ``photo`` or ``vild``.
         cache_dir: text-bank cache folder.
+        name_encoding: ``split`` (max over names) or ``whole`` (SCAN: the whole string;
+            :data:`ovlab.clip.text.NAME_ENCODINGS`).
     """
-    bank = build_text_bank(clip, names, templates, cache_dir=cache_dir)
+    bank = build_text_bank(clip, names, templates, cache_dir=cache_dir, name_encoding=name_encoding)
     return Vocabulary(list(names), bank, list(range(len(names))) if dataset_index is None else list(dataset_index))
 
 
-def training_vocabulary(clip, categories, which: str, *, templates: str = "none", cache_dir=None) -> Vocabulary:
+def training_vocabulary(clip, categories, which: str, *, templates: str = "none", cache_dir=None,
+                        name_encoding: str = "split") -> Vocabulary:
     """The training classes of a :class:`ovlab.data.categories.CategoryList`: ``seen`` or ``all``.
 
     Raises:
@@ -72,4 +75,5 @@ def training_vocabulary(clip, categories, which: str, *, templates: str = "none"
     if not cats:
         raise ValueError(f"{categories.dataset}: no seen class")
     index = [c.index for c in cats]
-    return build_vocabulary(clip, [c.name for c in cats], index, templates=templates, cache_dir=cache_dir)
+    return build_vocabulary(clip, [c.name for c in cats], index, templates=templates, cache_dir=cache_dir,
+                            name_encoding=name_encoding)

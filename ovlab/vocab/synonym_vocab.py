@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,14 +195,18 @@ class SynonymScores:
         return self.table[(int(image_id), int(segment_id))][0]
 
 
-def load_synonym_scores(path: str | os.PathLike, vocab: SynonymVocabulary) -> SynonymScores:
+def load_synonym_scores(path: str | os.PathLike, vocab: SynonymVocabulary, *,
+                        skip_classes: Collection[str] = ()) -> SynonymScores:
     """Read the ``synonym_score`` stage output, aligned with ``vocab``.
 
     Args:
         path: ``{image_id: {segment_id: {class, scores: {name: p}, ...}}}`` JSON
             (e.g. ``results/synonym_score/coco_panoptic_133.json``).
-        vocab: the vocabulary; every segment's class must be in it and its score names must be
-            exactly the class's names (any order in the file).
+        vocab: the vocabulary; every segment's class must be in it or in ``skip_classes``, and its
+            score names must be exactly the class's names (any order in the file).
+        skip_classes: classes whose segments are left out of the table (e.g. the classes outside
+            a training vocabulary of seen classes: the stage scores every class, GKC trains on a
+            subset). A class in neither ``vocab`` nor ``skip_classes`` still raises.
 
     Raises:
         FileNotFoundError: no such file (run the ``synonym_score`` stage).
@@ -218,6 +222,7 @@ def load_synonym_scores(path: str | os.PathLike, vocab: SynonymVocabulary) -> Sy
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected {{image_id: {{segment_id: {{class, scores}}}}}}")
     index = {c: k for k, c in enumerate(vocab.classes)}
+    skip = set(skip_classes) - set(index)
     table: dict[tuple[int, int], tuple[int, tuple[float, ...]]] = {}
     for image_id, segments in raw.items():
         for segment_id, entry in segments.items():
@@ -227,6 +232,8 @@ def load_synonym_scores(path: str | os.PathLike, vocab: SynonymVocabulary) -> Sy
                 key = (int(image_id), int(segment_id))
             except (KeyError, TypeError, ValueError):
                 raise ValueError(f"{where}: expected integer ids and an entry with 'class' and 'scores'") from None
+            if cls in skip:
+                continue
             if cls not in index:
                 raise ValueError(f"{where}: class {cls!r} is not in the synonym vocabulary")
             k = index[cls]

@@ -20,8 +20,16 @@ def identity(raw: np.ndarray, cats: CategoryList) -> np.ndarray:
 
 
 def minus_one(raw: np.ndarray, cats: CategoryList) -> np.ndarray:
-    """Raw ADEChallengeData2016 / Context maps: value = id 1..K → index id-1; 0 → ignore."""
+    """Raw ADEChallengeData2016 / Context maps: value = id 1..K → index id-1; 0 (and 255) → ignore.
+
+    Raises:
+        ValueError: other values above K (the file is not of this benchmark; never dropped silently).
+    """
     v = _gray(raw).astype(np.int64)
+    bad = (v > len(cats)) & (v != 255)
+    if bad.any():
+        raise ValueError(f"values {np.unique(v[bad])[:10].tolist()} above the {len(cats)} class ids 1..{len(cats)} "
+                         "(0 = other) of this layout: not a label map of this benchmark")
     out = v - 1
     out[(v == 0) | (v > len(cats))] = cats.ignore_label
     return out

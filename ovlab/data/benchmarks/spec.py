@@ -107,7 +107,7 @@ class Benchmark:
             if found:  # prefer a layout whose image folder exists too
                 return base, next((lay for lay in found if (base / lay.image_dir).is_dir()), found[0])
         raise DatasetNotFoundError(self.name, r, self.layout_text(),
-                                   "Set $DETECTRON2_DATASETS or pass --gt-root; the prepare scripts of Mask2Former/SAN write these layouts.")
+                                   "Set $DETECTRON2_DATASETS or pass --root; the prepare scripts of Mask2Former/SAN write these layouts.")
 
     @staticmethod
     def _gt_files(d: Path, lay: Layout):
