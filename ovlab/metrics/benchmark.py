@@ -70,7 +70,7 @@ def bench_eval(argv: list[str]) -> int:
     c_d2 = detectron2_path(gt_files, pred_files, 847)
     t_d2 = time.perf_counter() - t
     t = time.perf_counter()
-    res = evaluate_predictions("ade20k_847", preds, root, sg=True, progress=False, workers=args.workers)
+    res = evaluate_predictions("ade20k_847", preds, root, sg=True, progress=False)
     t_ours = time.perf_counter() - t
     same = bool(np.array_equal(c_d2, res.confusion))
     n = len(gt_files)
