@@ -18,20 +18,11 @@ from pathlib import Path
 
 from ovlab.atomic import write_text
 from ovlab.config import ParamsError, parse_params, parse_yaml, read_yaml
+from ovlab.config.profile_gaps import _MISSING, _leaves
 
 PROFILES = ("embedded", "paper")
 
 
-def _leaves(d: dict, prefix: tuple = ()):
-    for k, v in d.items():
-        whole = k == "common" and prefix[-1:] == ("grids",)
-        if isinstance(v, dict) and v and not whole:
-            yield from _leaves(v, prefix + (k,))
-        else:
-            yield prefix + (k,), v
-
-
-_MISSING = object()
 EXPLICIT = ("pretrained", "superpoint_checkpoint")
 """Keys never removed: ``clip.pretrained: null`` (an untrained CLIP) and ``structure.superpoint_checkpoint:
 null`` (an untrained SuperPoint) must be written explicitly; their defaults are the real weights."""
