@@ -5,7 +5,7 @@ export OVLAB_VENV := $(VENV)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: setup repro test data clean-reports lab
+.PHONY: setup repro test data clean-reports lab lock
 
 setup:
 	@bash scripts/setup.sh
@@ -30,3 +30,11 @@ clean-reports:
 LAB_ARGS ?=
 lab: setup
 	jupyter lab --notebook-dir=. --FileContentsManager.pre_save_hook=ovlab.notebook.pre_save_hook $(LAB_ARGS)
+
+# Re-resolve pyproject.toml's ranges in a scratch venv and write the exact versions to requirements.lock
+# (what scripts/setup.sh installs). Commit the lock with the dvc.lock of a `make repro` made from it.
+LOCK_VENV ?= /tmp/ovlab-lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	OVLAB_UNLOCKED=1 OVLAB_VENV=$(LOCK_VENV) bash scripts/setup.sh
+	bash scripts/write_lock.sh $(LOCK_VENV) requirements.lock

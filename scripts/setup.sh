@@ -3,6 +3,7 @@
 # available, a virtual environment with the project and its dependencies, nothing else.
 #   OVLAB_VENV   where the virtual environment lives (default: .venv in the checkout)
 #   OVLAB_PYTHON the interpreter that creates it (default: python3)
+#   OVLAB_UNLOCKED=1  install pyproject.toml's version ranges instead of requirements.lock
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${OVLAB_VENV:-.venv}"
@@ -32,17 +33,26 @@ if [ ! -f /usr/share/wordnet/data.noun ] || [ ! -f /usr/share/wordnet/index.sens
   fi
 fi
 
-# 2. The virtual environment and the dependencies (re-installed only when pyproject.toml changes).
+# 2. The virtual environment and the dependencies: the exact versions of requirements.lock (every machine
+#    gets the same ones, so a fresh `make repro` reproduces the committed dvc.lock), re-installed only when
+#    pyproject.toml or the lock changes. OVLAB_UNLOCKED=1 resolves pyproject.toml's ranges instead
+#    (`make lock` does that in a scratch venv and rewrites the lock from it).
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating the virtual environment $VENV"
   "$PY" -m venv "$VENV"
 fi
-hash=$(sha256sum pyproject.toml | cut -c1-16)
-stamp="$VENV/.ovlab-deps-$hash"
+locked=""; [ -z "${OVLAB_UNLOCKED:-}" ] && [ -f requirements.lock ] && locked=1
+hash=$(cat pyproject.toml ${locked:+requirements.lock} | sha256sum | cut -c1-16)
+stamp="$VENV/.ovlab-deps-${locked:+locked-}$hash"
 if [ ! -f "$stamp" ]; then
-  log "installing ovlab and its dependencies into $VENV (torch from PyPI: a large download the first time)"
+  log "installing ovlab and its dependencies into $VENV (${locked:+the versions of requirements.lock; }torch from PyPI: a large download the first time)"
   pipq install --upgrade pip
-  pipq install -e ".[dev]"
+  if [ -n "$locked" ]; then
+    pipq install -r requirements.lock
+    pipq install --no-deps -e ".[dev]"
+  else
+    pipq install -e ".[dev]"
+  fi
   rm -f "$VENV"/.ovlab-deps-*
   touch "$stamp"
 fi

@@ -142,3 +142,26 @@ def test_embedded_profile_is_ready_with_the_embedded_data(offline_caches, embedd
     assert not [c for c in rep.checks if c.kind == "gpu"]
     coco = _by_what(rep)[f"COCO train2017 images in {proj}/data/embedded/coco/train2017"]
     assert coco.status == "ok" and coco.found.endswith("of 118287 images")
+
+
+def test_converted_checkpoint_cell_says_how_to_make_it(tmp_path):
+    """A SCAN Table 6-8 cell scored on ``converted:<path>``: missing, the fix names ``ovlab convert
+    scan`` with the released SCAN.pth / clip.pt beside it and which of them are there; present, ok."""
+    from ovlab.experiments.doctor import Report, check_converted
+
+    out = tmp_path / "weights" / "scan" / "scan_vitl.pt"
+    out.parent.mkdir(parents=True)
+    rep = Report("paper")
+    check_converted(rep, "scan.grids.table6.noise", out)
+    (c,) = rep.checks
+    assert c.status == "missing" and not rep.ok
+    assert f"ovlab convert scan --checkpoint {out.parent / 'SCAN.pth'} --clip {out.parent / 'clip.pt'} --out {out}" in c.fetch
+    assert c.fetch.endswith("(found: neither)")
+    (out.parent / "SCAN.pth").write_bytes(b"x")
+    rep = Report("paper")
+    check_converted(rep, "scan.grids.table6.noise", out)
+    assert rep.checks[0].fetch.endswith(f"(found: {out.parent / 'SCAN.pth'})")
+    out.write_bytes(b"x")
+    rep = Report("paper")
+    check_converted(rep, "scan.grids.table8.mask", out)
+    assert rep.ok and rep.checks[0].status == "ok"

@@ -309,6 +309,22 @@ def _cells(cfg):
     return out
 
 
+def check_converted(rep: Report, stage: str, path: Path) -> None:
+    """A grid cell scored on a converted official checkpoint (``model: converted:<path>``, SCAN
+    Tables 6-8 on the released weights): the converted file, or the released ``SCAN.pth`` (and its
+    Contextual-Shift CLIP) it is made from by ``ovlab convert scan`` (README "Running SCAN's released
+    weights")."""
+    if path.is_file():
+        rep.add(Check(stage, "weights", f"converted checkpoint {path}", "ok", str(path)))
+        return
+    src = path.parent / "SCAN.pth"
+    clip = path.parent / "clip.pt"
+    have = ", ".join(str(p) for p in (src, clip) if p.is_file()) or "neither"
+    fetch = (f"SCAN's released SCAN.pth and its CS fine-tuned CLIP (yongliu20/SCAN README) under {path.parent}/, then "
+             f"`ovlab convert scan --checkpoint {src} --clip {clip} --out {path}` (found: {have})")
+    rep.add(Check(stage, "weights", f"converted checkpoint {path}", "missing", "", fetch))
+
+
 def diagnose(params, *, profile: str, verify: bool = False) -> Report:
     """Every check of :mod:`ovlab.experiments.doctor` for ``params`` (see the module docstring)."""
     rep = Report(profile, full_sizes=params.base.profile != "embedded")
@@ -333,6 +349,11 @@ def diagnose(params, *, profile: str, verify: bool = False) -> Report:
         grids = getattr(cfg, "grids", None)
         for label, trains, c in _cells(cfg):
             stage = sec + label
+            if label.startswith(".grids.") and not label.startswith(".grids.models."):
+                table, cell = label[len(".grids."):].split(".", 1)
+                kind, ref = cfg.grid_model(table, cell)
+                if kind == "converted":
+                    check_converted(rep, stage, params.path(ref))
             video = hasattr(c.data, "source")  # the VIPSeg reader's section (ovlab.config.video)
             if video:
                 if trains:

@@ -110,11 +110,13 @@ def check_evaluation(stage, datasets=None) -> None:
     else:
         names, key = list(datasets), f"{stage.name}.grids.eval_datasets"
     root = stage.path(ev.root) if getattr(ev, "root", None) else None
-    for name in names:
+    benches = []
+    for name in names:  # every name first: a typo is a config error whatever is on disk
         try:
-            bench = get_benchmark(name)
+            benches.append((name, get_benchmark(name)))
         except KeyError as exc:
             raise ParamsError(f"{stage.source}: {key}: {exc.args[0]}") from None
+    for name, bench in benches:
         try:
             bench.locate(root)
         except DatasetNotFoundError as exc:
