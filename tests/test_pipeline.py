@@ -40,6 +40,21 @@ def fresh_clone(tmp_path_factory):
     return dst
 
 
+# The outputs whose bytes a run on the same locked environment must reproduce (ovlab.config.record:
+# metrics hold numbers only; timings and provenance live in info.json; cost.json holds GKC Tab. 2's
+# wall-clock speeds; executed notebooks and HTML pages hold execution metadata).
+_BIT_FOR_BIT = ("metrics.json", "model.pt", "per_class.csv", "clip.pt", "prompts.pt", "table1.json",
+                "coco_panoptic_133.json", "classes.csv", "curve.csv", "segments.csv", "swaps.csv", "params.yaml")
+
+
+def _outs(lock: Path) -> dict[str, str]:
+    import yaml
+
+    stages = yaml.safe_load(lock.read_text())["stages"]
+    return {o["path"]: o["md5"] for st in stages.values() for o in st.get("outs", [])
+            if o["path"].rsplit("/", 1)[-1] in _BIT_FOR_BIT}
+
+
 def _ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
@@ -54,8 +69,14 @@ def test_repro_from_a_fresh_clone(fresh_clone):
     assert not (fresh_clone / "data").exists()
     _sh(["dvc", "pull", "-q", "data.dvc"], fresh_clone)  # from the in-repo remote, offline
     assert (fresh_clone / "data/embedded/coco/annotations/panoptic_train2017.json").is_file()
+    committed = _outs(fresh_clone / "dvc.lock")
     first = _sh(["dvc", "repro"], fresh_clone)
     assert _ran(first) == _stages(fresh_clone), first[-3000:]
+    # The locked environment (requirements.lock) reproduces the committed dvc.lock: every metric,
+    # model and table file bit for bit (timings, executed notebooks and rendered pages excepted).
+    made = _outs(fresh_clone / "dvc.lock")
+    differ = sorted(p for p in committed.keys() & made.keys() if committed[p] != made[p])
+    assert committed.keys() == made.keys() and not differ, f"differ from the committed dvc.lock: {differ}"
     assert (fresh_clone / "results/synonyms/coco_panoptic_133.json").is_file()
     assert (fresh_clone / "reports/01_synonym_curation.html").is_file()
 
