@@ -38,6 +38,12 @@ class NotebookFailed(RuntimeError):
         super().__init__(f"{notebook}: {where} raised {ename}: {evalue}")
 
 
+
+# The kernel talks to papermill over local Unix sockets (IPC), not loopback TCP: same behaviour, and no
+# "Kernel is running over TCP without encryption" warning in every notebook stage's log (ipykernel's
+# kernelapp.init_sockets). A traitlets config for nbclient's kernel manager (jupyter_client's transport).
+_KERNEL_CONFIG = {"KernelManager": {"transport": "ipc"}}
+
 def _parameters_index(nb) -> int:
     """Index of the cell tagged ``parameters`` (-1 when there is none)."""
     return next((i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])), -1)
@@ -110,10 +116,12 @@ def run_notebook(
         injected = {"section_name": section, **stage.as_dicts()}
         if extra_sections:
             injected["extra"] = {n: params.section(n).model_dump(mode="json") for n in extra_sections}
+        from traitlets.config import Config
+
         try:
             pm.execute_notebook(
                 str(nb_path), tmp, parameters=injected, kernel_name=kernel, cwd=str(stage.root),
-                progress_bar=progress, report_mode=False,
+                progress_bar=progress, report_mode=False, config=Config(_KERNEL_CONFIG),
             )
         except pm.PapermillExecutionError as exc:
             os.replace(tmp, failed)
