@@ -88,6 +88,23 @@ def test_bad_curation_entries_are_named(wordnet, tmp_path):
         load_overrides(f)
 
 
+@pytest.mark.parametrize("body, needle", [
+    (b"", "the curation file is empty"),
+    (b"# every entry deleted by mistake\n", "the curation file is empty"),
+    (b"\x89PNG\r\n\x1a\n\x00\xff", "not a UTF-8 text file"),
+    (b"- rock\n- boat\n", "expected a mapping with `blocklist` and `classes`, got list"),
+    (b"classes: {rock: {add: [x]}\n", "invalid YAML"),
+])
+def test_corrupt_or_emptied_curation_file_is_one_named_error(tmp_path, body, needle):
+    f = tmp_path / "curation.yaml"
+    f.write_bytes(body)
+    with pytest.raises(CurationError, match=needle) as err:
+        load_overrides(f, vocabulary=["rock", "boat"])
+    assert str(err.value).startswith(str(f))
+    f.write_text("classes: {}\n")  # an empty curation on purpose is allowed
+    assert load_overrides(f).classes == {}
+
+
 def test_colliding_normalised_names_are_an_error(wordnet):
     with pytest.raises(ValueError, match="collide"):
         build_synonyms(["wall-merged", "wall-other-merged"], wordnet, SynonymsParams(), Overrides())

@@ -56,8 +56,8 @@ def load_overrides(path: str | Path | None, vocabulary: list[str] | None = None,
             of its class name.
 
     Raises:
-        CurationError: missing file, invalid YAML, schema error, unknown class or sense,
-            a name both added and removed.
+        CurationError: missing, empty, binary or non-mapping file, invalid YAML, schema error,
+            unknown class or sense, a name both added and removed.
     """
     if path is None:
         return Overrides()
@@ -65,9 +65,16 @@ def load_overrides(path: str | Path | None, vocabulary: list[str] | None = None,
     if not p.is_file():
         raise CurationError(f"{p}: curation file not found")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise CurationError(f"{p}: invalid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CurationError(f"{p}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+    if data is None:  # an emptied file would silently leave every class uncurated
+        raise CurationError(f"{p}: the curation file is empty (every class would be uncurated); write "
+                            "`classes: {}` for an empty curation on purpose, or set the `overrides` key to null")
+    if not isinstance(data, dict):
+        raise CurationError(f"{p}: expected a mapping with `blocklist` and `classes`, got {type(data).__name__}")
     try:
         ov = Overrides.model_validate(data)
     except ValidationError as exc:
