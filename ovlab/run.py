@@ -110,6 +110,8 @@ def run_notebook(
     env = stage_environment(stage.base.seed, cache_dir=str(stage.path(stage.base.paths.cache)))
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    for orphan in out_dir.glob(f".{nb_path.stem}.*.ipynb"):  # left by a run killed mid-notebook (kill -9)
+        orphan.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{nb_path.stem}.", suffix=".ipynb", dir=out_dir)
     os.close(fd)
     try:

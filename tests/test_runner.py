@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import json
 import shutil
 
@@ -78,3 +79,36 @@ def test_notebook_without_parameters_cell_is_refused(project):
     nbformat.write(nb, project / "bare.ipynb")
     with pytest.raises(ValueError, match="parameters"):
         run_notebook(project / "bare.ipynb", "synonyms", params_file=project / "params.yaml")
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_notebook_stage_then_rerun(project):
+    """A stage killed mid-notebook leaves the previous report untouched (the executed copy is written
+    to a hidden temporary and renamed at the end); the re-run removes that orphan and writes the report."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    nb = _notebook(project / "slow.ipynb", "import pathlib, time\npathlib.Path('started').write_text('x')\ntime.sleep(120)")
+    reports = project / "reports"
+    reports.mkdir()
+    (reports / "slow.ipynb").write_text("previous report")
+    proc = subprocess.Popen([sys.executable, "-m", "ovlab.run", str(nb), "--section", "synonyms", "--params",
+                             str(project / "params.yaml"), "--no-html"], cwd=project, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (project / "started").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the notebook never started"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert (reports / "slow.ipynb").read_text() == "previous report"
+    orphans = list(reports.glob(".slow.*.ipynb"))
+    assert orphans  # what the kill left
+    (project / "slow.ipynb").unlink()
+    nb = _notebook(project / "slow.ipynb", "print('done')")
+    run_notebook(nb, "synonyms", params_file=project / "params.yaml", progress=False, html=False)
+    assert not any(o.exists() for o in orphans)
+    assert "done" in (reports / "slow.ipynb").read_text()
