@@ -302,6 +302,30 @@ def test_cost_measures_the_clip_backbone_it_is_given():
         measure_cost("embedded", clip="ovlab-tiny-vit", **kw)
 
 
+@pytest.mark.slow
+def test_cost_stage_records_rn101_in_the_table2_json_under_the_paper_profile(repo_root, tmp_path, capsys):
+    """``gkc_cost`` (``python -m ovlab.experiments.train_cli cost``) on the paper profile: ``cost.json``
+    names RN101 and holds its trunk (3, 4, 23, 3 bottlenecks, GKC Tab. 2 "measured on the backbone of
+    ResNet101"); only sizes shrunk here. Before the fix the stage could only measure CLIP RN50."""
+    import shutil
+
+    from ovlab.config import load_params
+    from ovlab.experiments import train_cli
+    from ovlab.profiles import apply_profile
+
+    shutil.copy(repo_root / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(repo_root / "profiles", tmp_path / "profiles")
+    apply_profile("paper", tmp_path / "params.yaml")
+    small = [f"tgkd.cost.{k}={v}" for k, v in (("config", "embedded"), ("size", 64), ("proposals", 2), ("repeats", 1))]
+    argv = ["cost", "--params", str(tmp_path / "params.yaml")] + [a for kv in small for a in ("-S", kv)]
+    assert train_cli.main(argv) == 0
+    out = load_params(tmp_path / "params.yaml").stage("tgkd")
+    doc = json.loads((out.path(out.cfg.grids.output) / "cost.json").read_text())
+    assert (doc["clip"], doc["crop_clip"], doc["backbone"]["blocks_per_stage"]) == ("RN101", "RN101", [3, 4, 23, 3])
+    assert [m["clip"] for m in doc["models"]] == ["RN101", "RN101 + RN101 crops"]
+    assert "backbone CLIP RN101" in capsys.readouterr().out
+
+
 def test_crop_masks_by_hand():
     from ovlab.gkc.distill_heads import crop_masks
 
