@@ -47,17 +47,18 @@ _BIT_FOR_BIT = ("metrics.json", "model.pt", "per_class.csv", "clip.pt", "prompts
                 "coco_panoptic_133.json", "classes.csv", "curve.csv", "segments.csv", "swaps.csv", "params.yaml")
 
 
-# The kind of machine the committed dvc.lock was made on (machine, torch's CPU capability): bit for bit
-# holds on the same kind (torch picks its float kernels by instruction set).
-LOCK_MACHINE = ("x86_64", "AVX2")
+# The kind of machine the committed dvc.lock was made on (machine, torch's CPU capability, torch's
+# default thread count = the cores): bit for bit holds on the same kind (torch picks its float kernels by
+# instruction set, and a matrix product's summation order follows the thread count).
+LOCK_MACHINE = ("x86_64", "AVX2", 2)
 
 
-def _machine() -> tuple[str, str]:
+def _machine() -> tuple[str, str, int]:
     import platform
 
     import torch
 
-    return platform.machine(), torch.backends.cpu.get_cpu_capability()
+    return platform.machine(), torch.backends.cpu.get_cpu_capability(), torch.get_num_threads()
 
 
 def _outs(lock: Path) -> dict[str, str]:
