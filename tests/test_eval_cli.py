@@ -90,3 +90,54 @@ def test_clear_errors_name_the_file(ade_root, tmp_path, capsys):
     assert "1 of 3 predictions missing, e.g. ADE_val_00000002.png" in capsys.readouterr().err
     assert main(["eval", "--dataset", "nope", "--pred-dir", str(pred), "--quiet"]) == 2
     assert "unknown dataset 'nope'" in capsys.readouterr().err
+
+
+def _reference_confusion(pairs, K=150):
+    """(K, K) rows = GT by np.add.at over every non-ignored pixel (independent of ovlab's counting)."""
+    conf = np.zeros((K, K), np.int64)
+    for g, p in pairs.values():
+        v = g != 255
+        np.add.at(conf, (g[v], p[v]), 1)
+    return conf
+
+
+def test_workers_give_the_same_matrix_bit_for_bit(ade_root, tmp_path):
+    from ovlab.metrics.evaluate import evaluate_predictions
+
+    pairs = _write_preds(ade_root, tmp_path / "pred", shift=5)
+    ref = _reference_confusion(pairs)
+    assert ref.sum() > 100_000 and np.trace(ref) < ref.sum()  # real, imperfect predictions
+    res = {w: evaluate_predictions("ade20k_150", tmp_path / "pred", ade_root, sg=True, progress=False, workers=w)
+           for w in (0, 1, 2, 3)}
+    for w, r in res.items():
+        assert np.array_equal(r.confusion, ref), w
+        assert r.summary == res[0].summary
+    dev = evaluate_predictions("ade20k_150", tmp_path / "pred", ade_root, progress=False, device="cpu:0")
+    assert np.array_equal(dev.confusion, ref)  # the torch ConfusionMatrix path (one process)
+
+
+def test_an_error_in_a_worker_is_the_evaluation_error_naming_the_file(ade_root, tmp_path, capsys):
+    from ovlab.data.errors import CorruptFileError
+    from ovlab.metrics.evaluate import EvaluationError, evaluate_predictions
+
+    pred = tmp_path / "pred"
+    _write_preds(ade_root, pred)
+    bad = pred / "ADE_val_00000002.png"
+    Image.fromarray(np.full((364, 500), 200, np.uint8)).save(bad)
+    msgs = []
+    for w in (0, 2):
+        with pytest.raises(EvaluationError) as info:
+            evaluate_predictions("ade20k_150", pred, ade_root, progress=False, workers=w)
+        msgs.append(str(info.value))
+    assert msgs[0] == msgs[1] and msgs[1].startswith(str(bad)) and "unknown class ids [200]" in msgs[1]
+    bad.write_bytes(bad.read_bytes()[:100])
+    with pytest.raises(CorruptFileError, match="ADE_val_00000002.png: cannot decode") as info:
+        evaluate_predictions("ade20k_150", pred, ade_root, progress=False, workers=2)
+    assert info.value.path == bad
+    rc = main(["eval", "--dataset", "ade20k_150", "--pred-dir", str(pred), "--root", str(ade_root), "--quiet",
+               "--workers", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("error:") == 1 and "Traceback" not in err and "ADE_val_00000002.png" in err
+    with pytest.raises(SystemExit) as exit_info:  # argparse's usage error
+        main(["eval", "--dataset", "ade20k_150", "--pred-dir", str(pred), "--workers", "-1"])
+    assert exit_info.value.code == 2 and "--workers must be a whole number ≥ 0, got '-1'" in capsys.readouterr().err

@@ -20,8 +20,12 @@ attention, 2 FLOPs per multiply–add (fvcore / detectron2, which GKC's Tab. 2 l
 per multiply–add, so absolute GFLOPs here are about 2× theirs; the ratio is unaffected). Elementwise
 ops, ``grid_sample`` (deformable attention sampling) and resizing are not counted. Parameters:
 the segmenter's (its backbone is a copy of the CLIP visual trunk) and, for the two-stage model,
-plus the whole CLIP image encoder. Throughput: ``warmup`` untimed forwards, then ``repeats`` timed
-ones (CUDA synchronised); images/s = repeats / seconds.
+plus the whole CLIP image encoder. Throughput: ``warmup`` untimed forwards of each model, then
+``repeats`` (default 5) timed rounds, each one forward of the single-stage model then one of the
+two-stage model (CUDA synchronised), so that a change of the machine's load hits both alike. The
+speed ratio is the median over rounds of (two-stage seconds / single-stage seconds), printed with its
+spread (min, max, interquartile range); a model's images/s is 1 / its median seconds. One repeat on a
+loaded machine is not a figure (issue 19 measured 12.4× from 3 quiet repeats, 3.5× from one loaded).
 
 Backbone: any CLIP ResNet (``RN50``, ``RN101``, ``RN50x4``..., or the tiny ``ovlab-tiny-rn*``): the
 segmenter's trunk is a copy of its visual tower, and the two-stage crops go through the same CLIP
@@ -39,7 +43,7 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -96,8 +100,74 @@ def throughput(fn: Callable, *, repeats: int, warmup: int = 1, device: str = "cp
     return repeats / (time.perf_counter() - t)
 
 
-def cost_ratios(single: dict, two: dict) -> dict:
-    """FLOPs ratio = single / two-stage FLOPs; speed ratio = single / two-stage images/s; targets met.
+def time_calls(fns: Sequence[Callable], *, repeats: int, warmup: int = 1, device: str = "cpu") -> list[list[float]]:
+    """Seconds of each call of each of ``fns`` (one image per call), interleaved: ``warmup`` untimed
+    calls of each, then ``repeats`` rounds of one timed call of each in turn (CUDA synchronised).
+
+    Returns:
+        ``[[seconds of fns[0] per round], [seconds of fns[1] per round], ...]``.
+
+    Raises:
+        ValueError: repeats < 1 or warmup < 0.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats ≥ 1 and warmup ≥ 0, got {repeats}, {warmup}")
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    out: list[list[float]] = [[] for _ in fns]
+    with torch.inference_mode():
+        for fn in fns:
+            for _ in range(warmup):
+                fn()
+        sync()
+        for _ in range(repeats):
+            for fn, times in zip(fns, out):
+                t = time.perf_counter()
+                fn()
+                sync()
+                times.append(time.perf_counter() - t)
+    return out
+
+
+def spread(values: Sequence[float]) -> dict:
+    """``{n, median, min, max, q1, q3, iqr}`` of ``values`` (quartiles by linear interpolation,
+    numpy's default ``percentile`` rule).
+
+    Raises:
+        ValueError: no values.
+    """
+    if len(values) == 0:
+        raise ValueError("spread of no values")
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    q1, med, q3 = (float(x) for x in np.percentile(v, [25, 50, 75]))
+    return {"n": int(v.size), "median": med, "min": float(v.min()), "max": float(v.max()),
+            "q1": q1, "q3": q3, "iqr": q3 - q1}
+
+
+def timing_summary(single_s: Sequence[float], two_s: Sequence[float]) -> dict:
+    """The speed figures of paired timings (round ``r``: ``single_s[r]`` and ``two_s[r]`` seconds).
+
+    Returns:
+        ``{"single": spread of its seconds, "two": spread of its seconds, "single_images_per_s":
+        1 / median, "two_images_per_s": 1 / median, "speed_ratio": spread of two_s[r] / single_s[r]}``.
+
+    Raises:
+        ValueError: the lists differ in length or are empty, or a time is not > 0.
+    """
+    if len(single_s) != len(two_s) or not single_s:
+        raise ValueError(f"need as many single- as two-stage timings (≥ 1), got {len(single_s)} and {len(two_s)}")
+    if min(min(single_s), min(two_s)) <= 0:
+        raise ValueError("timings must be > 0 seconds")
+    one, two = spread(single_s), spread(two_s)
+    return {"single": one, "two": two, "single_images_per_s": 1.0 / one["median"],
+            "two_images_per_s": 1.0 / two["median"],
+            "speed_ratio": spread([b / a for a, b in zip(single_s, two_s)])}
+
+
+def cost_ratios(single: dict, two: dict, speed_ratio: float | None = None) -> dict:
+    """FLOPs ratio = single / two-stage FLOPs; speed ratio = single / two-stage images/s (or the
+    given one, e.g. the median of paired rounds from :func:`timing_summary`); targets met.
 
     Args:
         single, two: rows with ``GFLOPs`` and ``images_per_s``.
@@ -106,7 +176,7 @@ def cost_ratios(single: dict, two: dict) -> dict:
         ``{flops_ratio, speed_ratio, flops_target, speed_target, flops_target_met, speed_target_met}``.
     """
     fr = single["GFLOPs"] / two["GFLOPs"]
-    sr = single["images_per_s"] / two["images_per_s"]
+    sr = single["images_per_s"] / two["images_per_s"] if speed_ratio is None else float(speed_ratio)
     return {"flops_ratio": fr, "speed_ratio": sr, "flops_target": FLOPS_TARGET, "speed_target": SPEED_TARGET,
             "flops_target_met": bool(fr <= FLOPS_TARGET), "speed_target_met": bool(sr >= SPEED_TARGET)}
 
@@ -142,7 +212,7 @@ def backbone_summary(clip_name: str, visual) -> dict:
 
 
 def measure_cost(config: str = "embedded", device: str = "cpu", size: int = 512, proposals: int | None = None,
-                 repeats: int = 3, *, clip: str | None = None, crop_clip: str | None = None, classes: int = 133,
+                 repeats: int = 5, *, clip: str | None = None, crop_clip: str | None = None, classes: int = 133,
                  warmup: int = 1) -> dict:
     """Cost of the single-stage GKC segmenter and the two-stage baseline, same backbone and input.
 
@@ -152,7 +222,7 @@ def measure_cost(config: str = "embedded", device: str = "cpu", size: int = 512,
         device: ``cpu`` or ``cuda``.
         size: input side in pixels (a multiple of 32).
         proposals: crops of the two-stage model (top-k queries); default = the model's query count.
-        repeats, warmup: timed / untimed forwards per model.
+        repeats, warmup: timed rounds (one forward of each model, interleaved) / untimed forwards per model.
         clip: the CLIP ResNet of the segmenter's backbone (and of the crops unless ``crop_clip``),
             e.g. ``RN101`` as GKC Tab. 2; default the config's (``tgkd.clip.model`` of the profile).
         crop_clip: the CLIP that classifies the two-stage crops (any architecture, e.g. Simbaseline's
@@ -162,9 +232,10 @@ def measure_cost(config: str = "embedded", device: str = "cpu", size: int = 512,
     Returns:
         ``{config, device, size, clip, crop_clip, backbone, queries, proposals, crops_encoded, classes,
         repeats, warmup, threads, models: [single row, two-stage row], flops_ratio, speed_ratio,
-        flops_target, speed_target, flops_target_met, speed_target_met, paper_table2,
-        flop_convention}``; a row is ``{model, clip, GFLOPs, params_M, images_per_s}``;
-        ``backbone`` is :func:`backbone_summary`.
+        flops_target, speed_target, flops_target_met, speed_target_met, speed_ratio_spread, paper_table2,
+        flop_convention}``; a row is ``{model, clip, GFLOPs, params_M, images_per_s, seconds}``
+        (images/s = 1 / median seconds; ``seconds`` and ``speed_ratio_spread`` are :func:`spread`s; the
+        speed ratio is the median of the paired rounds); ``backbone`` is :func:`backbone_summary`.
 
     Raises:
         ValueError: unknown config, size not a multiple of 32, proposals outside 1..queries, a
@@ -215,39 +286,59 @@ def measure_cost(config: str = "embedded", device: str = "cpu", size: int = 512,
         last["out"] = two.segment(x, vocab, vocab)
         return last["out"]
 
+    models = (("single-stage (GKC)", single, (segmenter,), name),
+              (f"two-stage ({n} crops)", two_stage, (segmenter, crops_model.model.visual), f"{name} + {crop_name} crops"))
+    flops = [count_flops(fn) for _, fn, _, _ in models]
+    times = time_calls([fn for _, fn, _, _ in models], repeats=repeats, warmup=warmup, device=device)
+    timing = timing_summary(*times)
     rows = []
-    for label, fn, modules, used in (("single-stage (GKC)", single, (segmenter,), name),
-                                     (f"two-stage ({n} crops)", two_stage, (segmenter, crops_model.model.visual),
-                                      f"{name} + {crop_name} crops")):
-        flops = count_flops(fn)
-        ips = throughput(fn, repeats=repeats, warmup=warmup, device=device)
-        rows.append({"model": label, "clip": used, "GFLOPs": flops / 1e9,
-                     "params_M": count_parameters(*modules) / 1e6, "images_per_s": ips})
+    for (label, _, modules, used), f, key in zip(models, flops, ("single", "two")):
+        rows.append({"model": label, "clip": used, "GFLOPs": f / 1e9, "params_M": count_parameters(*modules) / 1e6,
+                     "images_per_s": timing[f"{key}_images_per_s"], "seconds": timing[key]})
     crops = int(last["out"].valid.sum())
     return {
         "config": config, "device": device, "size": size, "clip": name, "crop_clip": crop_name,
         "backbone": backbone, "clip_input": list(crops_model.image_size),
         "queries": q, "proposals": n, "crops_encoded": crops, "classes": classes, "repeats": repeats,
-        "warmup": warmup, "threads": torch.get_num_threads(), "models": rows, **cost_ratios(rows[0], rows[1]),
-        "paper_table2": PAPER_TABLE2,
+        "warmup": warmup, "threads": torch.get_num_threads(), "models": rows,
+        **cost_ratios(rows[0], rows[1], speed_ratio=timing["speed_ratio"]["median"]),
+        "speed_ratio_spread": timing["speed_ratio"], "timings_s": {"single": times[0], "two": times[1]},
+        "load_average": _load_average(), "paper_table2": PAPER_TABLE2,
         "flop_convention": "torch FlopCounterMode, 2 FLOPs per multiply-add (fvcore/GKC count 1)",
         "untrained": True,
     }
 
 
+def _load_average() -> list[float] | None:
+    import os
+
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover - not available on this platform
+        return None
+
+
 def format_cost(result: dict) -> str:
-    """The printed table (model, GFLOPs, params M, images/s) and the two ratios against the targets."""
+    """The printed table (model, GFLOPs, params M, median images/s, min–max ms per image) and the two
+    ratios against the targets, the speed ratio as median with its spread over the repeats."""
     crops = f", crops {result['crop_clip']}" if result.get("crop_clip", result["clip"]) != result["clip"] else ""
+    load = result.get("load_average")
     lines = [f"ovlab bench cost: config {result['config']} (backbone CLIP {result['clip']}{crops}), {result['device']}, "
              f"{result['size']}x{result['size']}, {result['proposals']} proposals, {result['classes']} classes, "
-             f"{result['repeats']} repeats, {result['threads']} threads",
-             f"{'model':<26}{'GFLOPs':>12}{'params M':>11}{'images/s':>11}"]
+             f"{result['repeats']} repeats, {result['threads']} threads"
+             + (f", load average {load[0]:.2f}" if load else ""),
+             f"{'model':<26}{'GFLOPs':>12}{'params M':>11}{'images/s':>11}{'ms (median, min-max)':>26}"]
     for r in result["models"]:
-        lines.append(f"{r['model']:<26}{r['GFLOPs']:>12.2f}{r['params_M']:>11.2f}{r['images_per_s']:>11.3f}")
+        sec = r.get("seconds")
+        ms = (f"{1e3 * sec['median']:.1f}, {1e3 * sec['min']:.1f}-{1e3 * sec['max']:.1f}" if sec else "")
+        lines.append(f"{r['model']:<26}{r['GFLOPs']:>12.2f}{r['params_M']:>11.2f}{r['images_per_s']:>11.3f}{ms:>26}")
     ok = {True: "met", False: "NOT met"}
     lines.append(f"FLOPs ratio single/two-stage = {result['flops_ratio']:.3f} "
                  f"(target ≤ {result['flops_target']}: {ok[result['flops_target_met']]})")
-    lines.append(f"speed ratio single/two-stage = {result['speed_ratio']:.2f}x "
+    sp = result.get("speed_ratio_spread")
+    spread_text = (f" (median of {sp['n']} rounds; min {sp['min']:.2f}, max {sp['max']:.2f}, "
+                   f"IQR {sp['q1']:.2f}-{sp['q3']:.2f})" if sp else "")
+    lines.append(f"speed ratio single/two-stage = {result['speed_ratio']:.2f}x{spread_text} "
                  f"(target ≥ {result['speed_target']}x: {ok[result['speed_target_met']]})")
     return "\n".join(lines)
 
@@ -264,7 +355,8 @@ def bench_cost(argv: list[str]) -> int:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--proposals", type=int, default=None, help="crops of the two-stage model (default: all queries)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds (one forward of each model); ≥ 5 for a "
+                   "figure: the median and spread are printed")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--clip", default=None, help="backbone CLIP ResNet (e.g. RN101, as GKC Tab. 2); default the config's")
     p.add_argument("--crop-clip", default=None, help="CLIP of the two-stage crops (e.g. ViT-B-16); default --clip")

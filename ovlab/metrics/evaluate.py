@@ -14,6 +14,10 @@ Predictions whose values do not fit the chosen format — values ≥ K, or the t
 other format (most pixels equal to the ground truth's index + 1) — are an error that names the
 format to use, never a silent mIoU 0.
 
+Files are decoded (OpenCV for greyscale PNG/TIFF, PIL otherwise) and counted in ``--workers``
+processes (default: the CPUs, at most 4; 0 or 1 = one process), streaming: the confusion matrix and
+every error are the same whatever the count (:mod:`ovlab.metrics.stream`); torch is not imported.
+
 Output (``--out NAME.json``): the JSON summary (detectron2 convention, percent; SG-IoU with
 ``--sg-iou``) and the per-class CSV beside it (``NAME.csv``), the same files as ``ovlab evaluate``.
 """
@@ -33,11 +37,12 @@ from tqdm.auto import tqdm
 from ovlab.atomic import write_json, write_text
 from ovlab.data.benchmarks import Benchmark, get_benchmark
 from ovlab.data.benchmarks.decoders import DECODERS
-from ovlab.data.files import read_label_map
-
+from ovlab.data.benchmarks.spec import Record
+from ovlab.data.errors import CorruptFileError
 from ovlab.metrics.association import AssociationMap, default_association_name, load_association_map
-from ovlab.metrics.confusion import ConfusionMatrix
 from ovlab.metrics.scores import summarize
+from ovlab.metrics.stream import (BinAccumulator, PairError, default_workers, label_lut, read_label_file,
+                                 score_items)
 
 
 class EvaluationError(ValueError):
@@ -90,6 +95,80 @@ def default_association(dataset: str) -> str | None:
     return default_association_name(get_benchmark(dataset).catalog)  # SCAN's map for ADE-150/847, PC-459
 
 
+def load_gt_fast(bench: Benchmark, record: Record) -> np.ndarray:
+    """:meth:`Benchmark.load_gt` with the file read by :func:`ovlab.metrics.stream.read_label_file`
+    (OpenCV for greyscale PNG/TIFF) and, for prepared maps (decoder ``identity``), no int64 copy:
+    (H, W) uint8/uint16 there, int64 otherwise; the same values and errors as ``load_gt``.
+
+    Raises:
+        CorruptFileError: the file cannot be decoded or has the wrong shape (names the file).
+    """
+    if type(bench).load_gt is not Benchmark.load_gt:  # a benchmark with its own reading
+        return bench.load_gt(record)
+    raw = read_label_file(record.gt, check_format=False)
+    if record.layout.decoder == "identity" and raw.ndim == 2 and raw.dtype.kind in "iu":
+        return raw
+    try:
+        return DECODERS[record.layout.decoder](raw, bench.categories())
+    except ValueError as exc:
+        raise CorruptFileError(record.gt, str(exc)) from None
+
+
+@dataclass(frozen=True)
+class _PredictionScorer:
+    """Decode, check and accumulate one (GT record, ``pred_dir/<stem>.png``) pair; picklable, so it runs
+    in :func:`ovlab.metrics.stream.score_items`'s worker processes. Errors are the
+    :class:`EvaluationError` / ``CorruptFileError`` of the file, raised where it is read."""
+
+    bench: Benchmark
+    pred_dir: Path
+    pred_format: str
+
+    def pair(self, rec: Record) -> tuple[np.ndarray, np.ndarray, Path]:
+        """(gt, pred, prediction file) of a record, checked (see :func:`evaluate_predictions`)."""
+        bench, cats = self.bench, self.bench.categories()
+        K = len(cats)
+        gt = load_gt_fast(bench, rec)
+        pfile = self.pred_dir / f"{rec.stem}.png"
+        pred = read_label_file(pfile)
+        if pred.ndim != 2:
+            raise EvaluationError(f"{pfile}: predictions must be single-channel label PNGs (mode L, P or I;16), "
+                                  f"got shape {pred.shape}")
+        if pred.shape != gt.shape:
+            raise EvaluationError(f"{pfile}: prediction size {pred.shape[1]}x{pred.shape[0]} differs from ground truth {rec.gt} size {gt.shape[1]}x{gt.shape[0]}")
+        if self.pred_format == "dataset":
+            raw_max = int(pred.max(initial=0))
+            try:
+                dec = DECODERS[dataset_decoder(bench)](pred, cats)
+            except ValueError as exc:
+                raise EvaluationError(f"{pfile}: {exc}") from None
+            lost = (dec == cats.ignore_label) & (gt != cats.ignore_label)
+            if lost.any():
+                vals = sorted(set(np.unique(pred[lost]).tolist()))[:10]
+                raise EvaluationError(
+                    f"{pfile}: {int(lost.sum())} pixels hold values {vals} that name no class of {bench.name} in its "
+                    f"own encoding (--pred-format dataset, max value {raw_max}) where the ground truth has a class"
+                    + (f"; values 0..{K - 1} look like class indices: use --pred-format index" if raw_max < K else ""))
+            pred = np.where(gt == cats.ignore_label, 0, dec)
+        return gt, pred, pfile
+
+    def class_error(self, msg: str, pred: np.ndarray) -> EvaluationError:
+        """The error of a label outside the benchmark's classes (from the accumulation), with the format hint."""
+        K = len(self.bench.categories())
+        msg = msg.replace("prediction values", "unknown class ids") + f" (--pred-format {self.pred_format})"
+        if self.pred_format == "index" and int(pred.max(initial=0)) == K:
+            msg += (f"; a maximum of exactly K = {K} suggests the benchmark's own 1..{K} encoding: "
+                    "use --pred-format dataset")
+        return EvaluationError(msg)
+
+    def __call__(self, acc: BinAccumulator, rec: Record) -> None:
+        gt, pred, pfile = self.pair(rec)
+        try:
+            acc.add(gt, pred, name=str(pfile))
+        except PairError as exc:
+            raise self.class_error(str(exc), pred) from None
+
+
 def evaluate_predictions(
     dataset: str | Benchmark,
     pred_dir: str | Path,
@@ -101,8 +180,13 @@ def evaluate_predictions(
     device: str = "cpu",
     progress: bool = True,
     pred_format: str = "index",
+    workers: int | None = None,
 ) -> EvalResult:
     """Accumulate the confusion matrix of every GT image against ``pred_dir/<stem>.png``.
+
+    Files are decoded and accumulated in ``workers`` processes (:func:`ovlab.metrics.stream.score_items`:
+    at most two chunks per worker in flight, so memory is flat in the number of images); the matrix
+    and every error are the same whatever ``workers`` is (an error names the first bad file in order).
 
     Args:
         dataset: benchmark name or alias (see :mod:`ovlab.data.benchmarks`).
@@ -111,7 +195,10 @@ def evaluate_predictions(
         sg: also compute SG-IoU (SCAN Eq. 6) with ``association`` (default: the shipped map of
             the vocabulary; none → SG-IoU equals mIoU).
         sg_mode: ``"code"`` or ``"pooled"`` (see :func:`ovlab.metrics.sg_iou`).
-        device: where the bincount runs.
+        device: where the bincount runs: ``cpu`` (numpy, in ``workers`` processes) or a torch device
+            such as ``cuda`` (:class:`ovlab.metrics.ConfusionMatrix`, one process).
+        workers: decoding processes (default :func:`ovlab.metrics.stream.default_workers`: the CPUs,
+            at most 4); 0 or 1 = in this process.
         pred_format: ``"index"`` (0..K-1) or ``"dataset"`` (the benchmark's own encoding, decoded
             by :func:`dataset_decoder`; e.g. ADE-150's 1..150 with 0 = other).
 
@@ -142,41 +229,24 @@ def evaluate_predictions(
         raise EvaluationError(f"{pred_dir}: {len(extra)} prediction files match no ground-truth image of {bench.name} "
                               f"under {gt_root or '$DETECTRON2_DATASETS'} (wrong dataset or split?), e.g. " + ", ".join(extra[:5]))
     K = len(cats)
-    decode = DECODERS[dataset_decoder(bench)] if pred_format == "dataset" else None
-    cm = ConfusionMatrix(K, ignore_labels=sorted({cats.ignore_label, 255, 65535} - set(range(K))), device=device)
+    ignore = sorted({cats.ignore_label, 255, 65535} - set(range(K)))
+    scorer = _PredictionScorer(bench, pred_dir, pred_format)
     other = "dataset" if pred_format == "index" else "index"
-    for rec in tqdm(records, desc=f"eval {bench.name}", unit="img", disable=not progress):
-        gt = bench.load_gt(rec)
-        pfile = pred_dir / f"{rec.stem}.png"
-        pred = read_label_map(pfile)
-        if pred.ndim != 2:
-            raise EvaluationError(f"{pfile}: predictions must be single-channel label PNGs (mode L, P or I;16), "
-                                  f"got shape {pred.shape}")
-        if pred.shape != gt.shape:
-            raise EvaluationError(f"{pfile}: prediction size {pred.shape[1]}x{pred.shape[0]} differs from ground truth {rec.gt} size {gt.shape[1]}x{gt.shape[0]}")
-        if decode is not None:
-            raw_max = int(pred.max(initial=0))
+    desc = f"eval {bench.name}"
+    if str(device) == "cpu":
+        conf = score_items(records, scorer, K, label_lut(K, ignore), workers=default_workers() if workers is None else workers,
+                           progress=progress, desc=desc)
+    else:
+        from ovlab.metrics.confusion import ConfusionMatrix
+
+        cm = ConfusionMatrix(K, ignore_labels=ignore, device=device)
+        for rec in tqdm(records, desc=desc, unit="img", disable=not progress):
+            gt, pred, pfile = scorer.pair(rec)
             try:
-                dec = decode(pred, cats)
+                cm.update(gt, pred, name=str(pfile))
             except ValueError as exc:
-                raise EvaluationError(f"{pfile}: {exc}") from None
-            lost = (dec == cats.ignore_label) & (gt != cats.ignore_label)
-            if lost.any():
-                vals = sorted(set(np.unique(pred[lost]).tolist()))[:10]
-                raise EvaluationError(
-                    f"{pfile}: {int(lost.sum())} pixels hold values {vals} that name no class of {bench.name} in its "
-                    f"own encoding (--pred-format dataset, max value {raw_max}) where the ground truth has a class"
-                    + (f"; values 0..{K - 1} look like class indices: use --pred-format index" if raw_max < K else ""))
-            pred = np.where(gt == cats.ignore_label, 0, dec)
-        try:
-            cm.update(gt, pred, name=str(pfile))
-        except ValueError as exc:
-            msg = str(exc).replace("prediction values", "unknown class ids") + f" (--pred-format {pred_format})"
-            if pred_format == "index" and int(pred.max(initial=0)) == K:
-                msg += (f"; a maximum of exactly K = {K} suggests the benchmark's own 1..{K} encoding: "
-                        "use --pred-format dataset")
-            raise EvaluationError(msg) from None
-    conf = cm.numpy()
+                raise scorer.class_error(str(exc), pred) from None
+        conf = cm.numpy()
     if conf.sum() > 0 and len(records) and not np.trace(conf) * 2 > conf.sum():
         off = 1 if pred_format == "index" else -1
         share = _shift_share(conf, off)
@@ -290,7 +360,7 @@ def _cmd(args) -> int:
             raise EvaluationError(f"--out {args.out}: give a .json path (the per-class CSV is written beside it)")
         res = evaluate_predictions(args.dataset, args.pred_dir, args.root, sg=args.sg_iou,
                                    association=args.association, sg_mode=args.sg_mode, device=args.device,
-                                   progress=not args.quiet, pred_format=args.pred_format)
+                                   progress=not args.quiet, pred_format=args.pred_format, workers=args.workers)
         line = (f"{res.dataset}: {res.num_images} images  mIoU {res.summary['mIoU']:.2f}  fwIoU {res.summary['fwIoU']:.2f}"
                 f"  mACC {res.summary['mACC']:.2f}  pACC {res.summary['pACC']:.2f}")
         if "sg_iou" in res.summary:
@@ -304,6 +374,16 @@ def _cmd(args) -> int:
         print(f"ovlab eval: error: {msg}", file=sys.stderr)
         return 2
     return 0
+
+
+def _workers_arg(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"--workers must be a whole number ≥ 0, got {text!r}")
+    return n
 
 
 def add_parser(sub) -> None:
@@ -320,7 +400,9 @@ def add_parser(sub) -> None:
                    help="SG-IoU association map: a family (scan | wordnet), a shipped map (scan_ade20k_847, wordnet_ade20k_847, "
                         "...) or a JSON path; default: SCAN's map for ADE-150/847 and PC-459, else the WordNet one")
     p.add_argument("--sg-mode", choices=["code", "pooled"], default="code")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu (numpy, parallel decoding) or a torch device, e.g. cuda")
+    p.add_argument("--workers", type=_workers_arg, default=None,
+                   help="decoding processes (default: the CPUs, at most 4; 0 or 1 = in this process)")
     p.add_argument("--out", "--output", dest="out", default=None,
                    help="JSON summary path (NAME.json); the per-class CSV goes next to it (NAME.csv)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
