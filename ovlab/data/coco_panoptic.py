@@ -39,7 +39,7 @@ LAYOUT = """\
 SPLITS = ("train", "val")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: ~1.5M of them at COCO scale (issue 19's start-up RSS)
 class Segment:
     """One panoptic segment.
 
@@ -131,6 +131,12 @@ def _require(path: Path, root: Path, split: str) -> Path:
     return path
 
 
+def _names(folder: Path) -> frozenset[str]:
+    """The regular files' names directly in ``folder`` (one ``os.scandir``)."""
+    with os.scandir(folder) as it:
+        return frozenset(e.name for e in it if e.is_file())
+
+
 def read_coco_panoptic(
     root: str | Path,
     split: str = "train",
@@ -185,8 +191,13 @@ def read_coco_panoptic(
         for a in read_json(cap_json).get("annotations", []):
             captions.setdefault(a["image_id"], []).append(a["caption"].strip())
 
+    # One directory listing per folder instead of a stat per file (236k at COCO scale).
+    listed = {d: _names(d) for d in (img_dir, pan_dir)}
     records = []
-    for ann in doc["annotations"]:
+    anns = doc.pop("annotations")
+    anns.reverse()
+    while anns:  # each JSON annotation is freed once its record exists: never both in memory at scale
+        ann = anns.pop()
         im = images.get(ann["image_id"])
         if im is None:
             raise CorruptFileError(pan_json, f"annotation {ann.get('file_name')} refers to unknown image id {ann['image_id']}")
@@ -201,8 +212,8 @@ def read_coco_panoptic(
             ))
         img_path = img_dir / im["file_name"]
         pan_path = pan_dir / ann["file_name"]
-        for p in (img_path, pan_path):
-            if not p.is_file():
+        for folder, name, p in ((img_dir, im["file_name"], img_path), (pan_dir, ann["file_name"], pan_path)):
+            if name not in listed[folder] and not p.is_file():  # a name with a sub-folder is stat'ed
                 raise CorruptFileError(pan_json, f"image {im['id']}: file {p} is missing")
         records.append(PanopticRecord(
             image_id=int(im["id"]), image_path=img_path, panoptic_path=pan_path,
