@@ -9,6 +9,10 @@ instead, so ``params.yaml`` keeps listing only what differs from the defaults (e
 that ``dvc.yaml`` interpolates, which stay). Both profile files list the same keys, so switching
 back and forth gives the same parameters; DVC then re-runs exactly the stages whose params changed.
 A grid's ``common`` overrides are one value (the whole mapping), not one key per override.
+
+A profile may overlay another: ``extends: paper`` at the top of ``profiles/paper-smoke.yaml`` takes
+every value of ``profiles/paper.yaml`` and sets its own over them
+(:func:`ovlab.config.profile_gaps.read_profile`).
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ import sys
 from pathlib import Path
 
 from ovlab.atomic import write_text
-from ovlab.config import ParamsError, parse_params, parse_yaml, read_yaml
-from ovlab.config.profile_gaps import _MISSING, _leaves
+from ovlab.config import ParamsError, parse_params, parse_yaml
+from ovlab.config.profile_gaps import _MISSING, _leaves, read_profile
 
-PROFILES = ("embedded", "paper")
+PROFILES = ("embedded", "paper", "paper-smoke")
 
 
 EXPLICIT = ("pretrained", "superpoint_checkpoint")
@@ -77,8 +81,8 @@ def dvc_keys(dvc_file: str | Path) -> set[str]:
 
 
 def profile_keys(profile_file: str | Path) -> set[str]:
-    """Dotted keys a profile file sets."""
-    data = read_yaml(profile_file) or {}
+    """Dotted keys a profile file sets (with the profile it ``extends``)."""
+    data = read_profile(profile_file)
     return {".".join(k) for k, _ in _leaves(data)}
 
 
@@ -154,7 +158,7 @@ def apply_profile(profile: str, params_file: str | Path = "params.yaml", profile
     if not pfile.is_file():
         known = sorted(p.stem for p in pdir.glob("*.yaml"))
         raise ParamsError(f"{pfile}: no such profile (known: {', '.join(known) or 'none'})")
-    overrides = read_yaml(pfile) or {}
+    overrides = read_profile(pfile)  # ``extends: <name>``: that profile, this file's values over it
     doc = round_trip_load(params_file.read_text(encoding="utf-8"))
 
     defaults, keep = _schema_defaults(), dvc_keys(params_file.parent / "dvc.yaml")

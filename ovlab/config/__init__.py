@@ -288,13 +288,13 @@ def load_params(path: str | os.PathLike = "params.yaml", overrides: Sequence[str
 def _check_profile_gaps(data: dict, params: Params, path: Path) -> None:
     """Under a profile other than the defaults' (``embedded``), every key of ``profiles/<profile>.yaml``
     beside the params file must be written (:mod:`ovlab.config.profile_gaps`)."""
-    from ovlab.config.profile_gaps import gaps_message, profile_gaps
+    from ovlab.config.profile_gaps import gaps_message, profile_gaps, read_profile
 
     name = params.base.profile
     pfile = path.resolve().parent / "profiles" / f"{name}.yaml"
     if name == "embedded" or not pfile.is_file():
         return
     defaults = {n: f.annotation().model_dump(mode="json") for n, f in Params.model_fields.items()}
-    gaps = profile_gaps(data, read_yaml(pfile) or {}, defaults)
+    gaps = profile_gaps(data, read_profile(pfile), defaults)
     if gaps:
         raise ParamsError(gaps_message(str(path), name, pfile, gaps))

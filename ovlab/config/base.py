@@ -20,14 +20,16 @@ class BaseParams(Section):
 
     Attributes:
         profile: ``embedded`` (synthetic data, untrained tiny CLIP, whole pipeline in minutes on
-            2 CPU cores) or ``paper`` (the papers' settings; needs real data, weights and GPUs).
+            2 CPU cores), ``paper`` (the papers' settings; needs real data, weights and GPUs) or
+            ``paper-smoke`` (the paper profile with only sizes and counts shrunk and tiny untrained
+            CLIPs, on the simulated datasets of :mod:`ovlab.data.simulate`: ``profiles/paper-smoke.yaml``).
         seed: global seed; same params + same seed give bit-identical metrics on CPU.
         deterministic: ask torch for deterministic kernels (``torch.use_deterministic_algorithms``).
         device: ``cpu``, ``cuda`` or ``auto`` (cuda when available).
         paths: output folders.
     """
 
-    profile: Literal["embedded", "paper"] = "embedded"
+    profile: Literal["embedded", "paper", "paper-smoke"] = "embedded"
     seed: int = 0
     deterministic: bool = True
     device: Literal["cpu", "cuda", "auto"] = "cpu"

@@ -14,6 +14,50 @@ from pathlib import Path
 from typing import Any
 
 _MISSING = object()
+EXTENDS = "extends"
+"""Top-level key of a profile file that names the profile it overlays (``paper-smoke``: ``extends: paper``)."""
+
+
+def read_profile(pfile: str | Path) -> dict:
+    """The mapping of a profile file, with ``extends: <name>`` resolved: the named profile beside it,
+    then this file's values merged over it (mappings recursively, a grid's ``common`` and every other
+    value replaced whole).
+
+    Raises:
+        ParamsError: the file, or the profile it extends, does not exist or extends in a circle.
+    """
+    from ovlab.config import ParamsError, read_yaml
+
+    pfile = Path(pfile)
+    seen: list[Path] = []
+    layers = []
+    while True:
+        if pfile in seen:
+            raise ParamsError(f"{pfile}: {EXTENDS}: profiles extend each other in a circle ({' -> '.join(map(str, seen))})")
+        if not pfile.is_file():
+            raise ParamsError(f"{pfile}: no such profile" + (f" (extended by {seen[-1]})" if seen else ""))
+        seen.append(pfile)
+        data = dict(read_yaml(pfile) or {})
+        parent = data.pop(EXTENDS, None)
+        layers.append(data)
+        if parent is None:
+            break
+        pfile = pfile.parent / f"{parent}.yaml"
+    out: dict = {}
+    for layer in reversed(layers):
+        out = _merge(out, layer)
+    return out
+
+
+def _merge(base: dict, over: dict, prefix: tuple = ()) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        whole = k == "common" and prefix[-1:] == ("grids",)
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and not whole:
+            out[k] = _merge(out[k], v, prefix + (k,))
+        else:
+            out[k] = v
+    return out
 
 
 def _leaves(d: dict, prefix: tuple = ()):

@@ -1,4 +1,5 @@
-"""``ovlab data``: prepare real datasets (``ovlab data prepare``), make the embedded dataset, inspect a COCO panoptic root."""
+"""``ovlab data``: prepare real datasets (``ovlab data prepare``), make the embedded dataset, simulate the real
+layouts (``ovlab data simulate``: :mod:`ovlab.data.simulate`), inspect a COCO panoptic root."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ def add_parser(subparsers) -> None:
     m.add_argument("--out", default="data/embedded", help="output folder (default: data/embedded)")
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(func=_make)
+    sim = sub.add_parser("simulate", help="write simulated datasets in the real layouts and vocabularies (paper-smoke profile)")
+    sim.add_argument("--out", default="datasets", help="the $DETECTRON2_DATASETS root to write (default: datasets)")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--raw-only", action="store_true", help="the raw layouts only, without running `ovlab data prepare`")
+    sim.set_defaults(func=_simulate)
     s = sub.add_parser("summary", help="count images and segments of a COCO panoptic root")
     s.add_argument("root", help="folder with {split}2017/, panoptic_{split}2017/, annotations/")
     s.add_argument("--split", default="val", choices=["train", "val"])
@@ -30,6 +36,15 @@ def _make(args) -> int:
     print(json.dumps(summary, indent=2))
     print(f"ovlab data: wrote the synthetic embedded dataset to {args.out}. "
           "If it is the DVC-tracked copy, run `dvc add data && dvc push` to pin it.")
+    return 0
+
+
+def _simulate(args) -> int:
+    from ovlab.data.simulate import make_simulated
+
+    summary = make_simulated(args.out, seed=args.seed, prepare=not args.raw_only)
+    print(json.dumps(summary, indent=2))
+    print(f"ovlab data: wrote the SIMULATED datasets (real layouts, synthetic scenes) under {args.out}")
     return 0
 
 

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("ovlab.experiments.doctor", "check the datasets, weights, disk and GPUs a profile needs (offline)"),
     "cluster": ("ovlab.experiments.cluster", "run the cells of a table (any DVC stages) as SLURM jobs through submitit"),
     "convert": ("ovlab.experiments.convert", "convert an official checkpoint into an ovlab checkpoint (SCAN)"),
+    "paper-smoke": ("ovlab.experiments.paper_smoke", "run every distinct paper grid configuration on simulated data (CPU)"),
 }
 """Every sub-command: its owning module (imported only when the command runs) and its help line."""
 

@@ -19,7 +19,7 @@ import torch
 
 from ovlab.clip.loading import load_clip_from_params
 from ovlab.config.scan import ScanInference
-from ovlab.segmenter.build import Built, clip_embed_dim
+from ovlab.segmenter.build import Built, clip_embed_dim, model_params_resolved
 from ovlab.segmenter.task import ImageTask
 
 
@@ -128,7 +128,7 @@ class ScanTask(ImageTask):
         """
         from ovlab.scan.model import build_scan_segmenter
 
-        cfg = stage.cfg
+        cfg = stage.cfg.model_copy(update={"model": model_params_resolved(stage)})  # weights path against the params folder
         clip = load_clip_from_params(cfg.clip, stage)
         mask_visual = load_mask_clip(stage, clip)
         torch.manual_seed(stage.base.seed)

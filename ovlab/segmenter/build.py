@@ -40,5 +40,15 @@ def build(stage: StageParams, *, seed: int | None = None) -> Built:
     cfg = stage.cfg
     clip = load_clip_from_params(cfg.clip, stage)
     torch.manual_seed(stage.base.seed if seed is None else seed)
-    model = build_segmenter(cfg.model, clip_embed_dim(clip), clip)
+    model = build_segmenter(model_params_resolved(stage), clip_embed_dim(clip), clip)
     return Built(stage, clip, model)
+
+
+def model_params_resolved(stage: StageParams):
+    """``stage.cfg.model`` with a relative ``backbone.weights`` path resolved against the params
+    file's folder (``stage.path``), as every path of ``params.yaml`` is (README, "Parameters"), not
+    against the working directory."""
+    m = stage.cfg.model
+    if m.backbone.weights is None:
+        return m
+    return m.model_copy(update={"backbone": m.backbone.model_copy(update={"weights": str(stage.path(m.backbone.weights))})})
