@@ -112,3 +112,18 @@ def tiny_vit():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return load_clip("ovlab-tiny-vit", pretrained=None).model.visual
+
+
+@pytest.fixture(scope="session")
+def paper_scan(tmp_path_factory):
+    """The ``scan`` section that ``ovlab profile paper`` writes over this checkout's params.yaml (a copy)."""
+    import shutil
+
+    from ovlab.config import load_params
+    from ovlab.profiles import apply_profile
+
+    tmp = tmp_path_factory.mktemp("paper")
+    shutil.copy(REPO / "params.yaml", tmp / "params.yaml")
+    shutil.copytree(REPO / "profiles", tmp / "profiles")
+    apply_profile("paper", tmp / "params.yaml")
+    return load_params(tmp / "params.yaml").scan

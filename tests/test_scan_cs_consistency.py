@@ -4,11 +4,9 @@ Tab. 8 (b)) resolve to the same CS settings on every benchmark (SCAN §4.5: α =
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 
-from ovlab.config import load_params
 
 # The cells the paper reports as its one full SCAN model (SCAN Tab. 3 last row, Tab. 6 last row,
 # Tab. 7 row "1,3,5,7,9 / 30%", Tab. 8 (b)).
@@ -23,14 +21,9 @@ def _cs(cfg, table, cell, dataset):
 
 
 @pytest.fixture(scope="module")
-def paper(repo_root, tmp_path_factory):
-    from ovlab.profiles import apply_profile
-
-    tmp = tmp_path_factory.mktemp("paper")
-    shutil.copy(repo_root / "params.yaml", tmp / "params.yaml")
-    shutil.copytree(repo_root / "profiles", tmp / "profiles")
-    apply_profile("paper", tmp / "params.yaml")
-    return load_params(tmp / "params.yaml").scan
+def paper(paper_scan):
+    """The ``scan`` section of the paper profile (conftest ``paper_scan``)."""
+    return paper_scan
 
 
 def test_paper_profile_reports_one_cs_model_across_tables(paper):

@@ -19,26 +19,18 @@ The switch tests of each defect live beside its code; this file adds what they l
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import torch
 
-from ovlab.config import load_params
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def paper(repo_root, tmp_path_factory):
-    """The ``scan`` section that ``ovlab profile paper`` writes (over this checkout's params.yaml)."""
-    from ovlab.profiles import apply_profile
-
-    tmp = tmp_path_factory.mktemp("paper")
-    shutil.copy(repo_root / "params.yaml", tmp / "params.yaml")
-    shutil.copytree(repo_root / "profiles", tmp / "profiles")
-    apply_profile("paper", tmp / "params.yaml")
-    return load_params(tmp / "params.yaml").scan
+def paper(paper_scan):
+    """The ``scan`` section of the paper profile (conftest ``paper_scan``)."""
+    return paper_scan
 
 
 def _cells(section):
