@@ -44,6 +44,23 @@ class NotebookFailed(RuntimeError):
 # kernelapp.init_sockets). A traitlets config for nbclient's kernel manager (jupyter_client's transport).
 _KERNEL_CONFIG = {"KernelManager": {"transport": "ipc"}}
 
+def _warm_kernel_manager():
+    """The kernel manager class for papermill: jupyter_client's, with the kernel started through
+    :mod:`ovlab.stage` (forked from a warm interpreter: torch, open_clip and ipykernel imported once
+    for all notebook stages of a run) unless ``OVLAB_WARM=0``. Only the ``python -m ipykernel_launcher``
+    command of the standard Python kernel is wrapped; any other kernel starts as its spec says."""
+    from jupyter_client import AsyncKernelManager
+
+    class WarmKernelManager(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments=None):
+            cmd = super().format_kernel_cmd(extra_arguments)
+            if os.environ.get("OVLAB_WARM", "1") != "0" and cmd[1:3] == ["-m", "ipykernel_launcher"]:
+                cmd = [cmd[0], "-m", "ovlab.stage", *cmd[2:]]
+            return cmd
+
+    return WarmKernelManager
+
+
 def _parameters_index(nb) -> int:
     """Index of the cell tagged ``parameters`` (-1 when there is none)."""
     return next((i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])), -1)
@@ -113,6 +130,9 @@ def run_notebook(
     for orphan in out_dir.glob(f".{nb_path.stem}.*.ipynb"):  # left by a run killed mid-notebook (kill -9)
         orphan.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{nb_path.stem}.", suffix=".ipynb", dir=out_dir)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.fchmod(fd, 0o666 & ~mask)  # an ordinary file's mode, not mkstemp's private 0o600
     os.close(fd)
     try:
         injected = {"section_name": section, **stage.as_dicts()}
@@ -124,6 +144,7 @@ def run_notebook(
             pm.execute_notebook(
                 str(nb_path), tmp, parameters=injected, kernel_name=kernel, cwd=str(stage.root),
                 progress_bar=progress, report_mode=False, config=Config(_KERNEL_CONFIG),
+                kernel_manager_class=_warm_kernel_manager(),
             )
         except pm.PapermillExecutionError as exc:
             os.replace(tmp, failed)

@@ -26,7 +26,8 @@ def _sh(args, cwd, **kw):
 
 @pytest.fixture(scope="module")
 def fresh_clone(tmp_path_factory):
-    """The working tree as git would clone it (tracked + untracked-not-ignored files), as a new repo."""
+    """The working tree as git would clone it (tracked + untracked-not-ignored files), as a new repo, with
+    ``../shared`` beside it when the checkout has one (as CI's checkout does)."""
     dst = tmp_path_factory.mktemp("clone") / "ovlab"
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout.split("\0")
@@ -34,6 +35,9 @@ def fresh_clone(tmp_path_factory):
         if (REPO / f).is_file():
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, dst / f)
+    shared = REPO.parent / "shared"  # the real samples beside the checkout (the sgiou stage's ADE-150 part)
+    if shared.is_dir():
+        (dst.parent / "shared").symlink_to(shared.resolve())
     _sh(["git", "init", "-q"], dst)
     _sh(["git", "add", "-A"], dst)
     _sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"], dst)

@@ -11,6 +11,7 @@ section, so a SCAN stage is not charged with GKC's or the video code.
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import shlex
 from functools import lru_cache
@@ -99,11 +100,26 @@ def notebook_imports(path: Path) -> set[str]:
     return _imports_in(ast.parse(src), "ovlab")
 
 
-def _stages():
-    """(name, cmd, deps) of every stage of dvc.yaml, ``${...}`` left as written."""
-    doc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+def _fingerprints(doc) -> dict[str, list[str]]:
+    """``results/code/<x>.json`` -> the deps of the ``code_*`` stage that writes it (the code it stands for)."""
+    out = {}
     for name, st in doc["stages"].items():
-        yield name, st["cmd"], [str(d) for d in st.get("deps", [])]
+        if name.startswith("code_"):
+            (path,) = [next(iter(o)) for o in st["outs"]]
+            out[path] = [str(d) for d in st["deps"]]
+    return out
+
+
+def _stages():
+    """(name, cmd, deps) of every stage of dvc.yaml, ``${...}`` left as written; a code fingerprint among
+    the deps is replaced by the code it stands for (ovlab.experiments.code_fingerprint)."""
+    doc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    prints = _fingerprints(doc)
+    for name, st in doc["stages"].items():
+        deps = []
+        for d in map(str, st.get("deps", [])):
+            deps += prints.get(d, [d])
+        yield name, st["cmd"], deps
 
 
 def command_entries(cmd: str) -> tuple[set[str], str | None]:
@@ -112,6 +128,9 @@ def command_entries(cmd: str) -> tuple[set[str], str | None]:
     assert argv[:2] == ["python", "-m"], f"stage commands run `python -m <module>`: {cmd!r}"
     module, rest = argv[2], argv[3:]
     entries = {module}
+    if module == "ovlab.stage":  # `python -m ovlab.stage <module> ...`: the warm-interpreter launcher
+        module, rest = rest[0], rest[1:]
+        entries.add(module)
     section = None
     if "--section" in rest:
         section = rest[rest.index("--section") + 1]
@@ -152,3 +171,40 @@ def test_the_closure_finds_function_level_imports():
     assert {"ovlab.engine.trainer", "ovlab.clip.loading", "ovlab.scan.task", "ovlab.scan.model"} <= mods
     assert not any(m.startswith(("ovlab.gkc", "ovlab.video")) for m in mods)
     assert "ovlab.gkc.task" in closure({"ovlab.experiments.grid"}, "tgkd")
+
+
+def test_a_code_fingerprint_changes_exactly_when_its_code_does(tmp_path):
+    from ovlab.experiments.code_fingerprint import fingerprint
+
+    (tmp_path / "pkg" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    (tmp_path / "pkg" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"junk")
+    (tmp_path / "b.py").write_text("y = 2\n")
+    (tmp_path / "other.py").write_text("z = 3\n")
+    first = fingerprint(["pkg", "b.py"], tmp_path)
+    assert first == {"b.py": hashlib.md5(b"y = 2\n").hexdigest(), "pkg/a.py": hashlib.md5(b"x = 1\n").hexdigest()}
+    (tmp_path / "other.py").write_text("z = 4\n")  # not covered
+    (tmp_path / "pkg" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"other junk")  # ignored, as .dvcignore does
+    assert fingerprint(["pkg", "b.py"], tmp_path) == first
+    (tmp_path / "pkg" / "a.py").write_text("x = 11\n")
+    assert fingerprint(["pkg", "b.py"], tmp_path) != first
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    (tmp_path / "pkg" / "new.py").write_text("")
+    assert fingerprint(["pkg", "b.py"], tmp_path) != first  # an added file counts
+    with pytest.raises(FileNotFoundError, match="gone.py"):
+        fingerprint(["gone.py"], tmp_path)
+
+
+def test_grid_cells_depend_on_a_fingerprint_not_on_code_folders():
+    """The dvc.lock stays small: no stage other than a ``code_*`` one lists ovlab folders when a fingerprint
+    covers them, and every fingerprint is used."""
+    doc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    prints = _fingerprints(doc)
+    used = set()
+    for name, st in doc["stages"].items():
+        deps = [str(d) for d in st.get("deps", [])]
+        used |= set(deps) & prints.keys()
+        if name.startswith(("gkc_table", "scan_table", "scan_models", "video_table", "physical_table", "scan_cs")):
+            assert not [d for d in deps if d.startswith("ovlab/")], name
+            assert set(deps) & prints.keys(), name
+    assert used == prints.keys()

@@ -29,7 +29,8 @@ def project(repo_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_injects_params_and_environment(project, capfd):
+def test_injects_params_and_environment(project, capfd, monkeypatch):
+    monkeypatch.setenv("OVLAB_STAGE_USAGE", str(project / "usage.jsonl"))
     nb = _notebook(
         project / "probe.ipynb",
         "import json, os\n"
@@ -46,6 +47,12 @@ def test_injects_params_and_environment(project, capfd):
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
     # the kernel runs over local IPC sockets: no per-stage "running over TCP without encryption" warning
     assert "without encryption" not in capfd.readouterr().err
+    # ... forked from a warm interpreter (ovlab.stage), with the stage's environment all the same
+    served = [json.loads(x) for x in (project / "usage.jsonl").read_text().splitlines()]
+    assert [u["argv"][1] for u in served] == ["ipykernel_launcher"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's private 0o600
 
 
 @pytest.mark.slow

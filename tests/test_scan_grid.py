@@ -114,11 +114,11 @@ def test_dotted_and_nested_overrides_are_the_same():
 def test_dvc_has_one_matrix_stage_per_table(repo_root):
     stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
     assert stages["scan_models"]["matrix"] == {"model": "${scan.grids.models}"}
-    assert stages["scan_models"]["cmd"] == "python -m ovlab.experiments.grid scan --model ${item.model}"
+    assert stages["scan_models"]["cmd"] == "python -m ovlab.stage ovlab.experiments.grid scan --model ${item.model}"
     for t in TABLES:
         s = stages[f"scan_{t}"]
         assert s["matrix"] == {"cell": f"${{scan.grids.{t}}}"}
-        assert s["cmd"] == f"python -m ovlab.experiments.grid scan {t}/${{item.cell}}"
+        assert s["cmd"] == f"python -m ovlab.stage ovlab.experiments.grid scan {t}/${{item.cell}}"
         assert f"scan.grids.{t}.${{item.cell}}" in s["params"]
         assert "${scan.grids.output}/models/sim/model.pt" in s["deps"]
         assert list(s["metrics"][0]) == [f"${{scan.grids.output}}/{t}/${{item.cell}}/metrics.json"]

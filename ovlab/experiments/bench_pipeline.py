@@ -107,7 +107,7 @@ def run_pipeline(src: Path, work: Path) -> dict:
         shim = bindir / name
         shim.write_text(_SHIM.format(python=sys.executable, log=str(log)))
         shim.chmod(0o755)
-    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}", OVLAB_STAGE_USAGE=str(log))
     dvc = [sys.executable, "-m", "dvc"]
     subprocess.run(dvc + ["pull", "-q", "data.dvc"], cwd=repo, env=env, check=True)
 
@@ -133,6 +133,9 @@ def run_pipeline(src: Path, work: Path) -> dict:
     for cmd in commands:
         if top and cmd["start"] + cmd["wall"] <= top[-1]["start"] + top[-1]["wall"] + 1e-3:
             top[-1]["maxrss_kb"] = max(top[-1]["maxrss_kb"], cmd["maxrss_kb"])
+            if "startup_s" in cmd:  # a stage served by a warm interpreter (ovlab.stage) measured it
+                top[-1]["startup_s"] = cmd["startup_s"]
+                top[-1]["argv"] = cmd["argv"]
             continue
         top.append(cmd)
     commands = top
@@ -149,6 +152,8 @@ def run_pipeline(src: Path, work: Path) -> dict:
             continue  # the dvc pull before the run
         entry = stages[owner]
         entry["command_s"] = round(entry["command_s"] + cmd["wall"], 2)
+        if "startup_s" in cmd:
+            entry["measured_startup_s"] = round(entry.get("measured_startup_s", 0.0) + cmd["startup_s"], 2)
         entry["peak_rss_mb"] = max(entry["peak_rss_mb"], round(cmd["maxrss_kb"] / 1024, 1))
         module = _entry_module(cmd["argv"])
         if module and module not in entry["modules"]:
@@ -159,6 +164,9 @@ def run_pipeline(src: Path, work: Path) -> dict:
             if module not in startup:
                 startup[module] = round(import_seconds(sys.executable, module, repo), 2)
         entry["startup_s"] = round(sum(startup[m] for m in entry["modules"]), 2)
+        if "measured_startup_s" in entry:  # served warm: the start-up it actually paid
+            entry["cold_startup_s"] = entry["startup_s"]
+            entry["startup_s"] = entry.pop("measured_startup_s")
     return {"total_s": round(total, 1), "stages": stages, "startup_by_module_s": startup,
             "n_stages": len(stages), "cpus": os.cpu_count(),
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
