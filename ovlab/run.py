@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ovlab.atomic import write_text
+from ovlab.atomic import _umask, write_text
 from ovlab.config import ParamsError, load_params
 from ovlab.config.overrides import add_override_argument
 from ovlab.environment import stage_environment
@@ -130,9 +130,7 @@ def run_notebook(
     for orphan in out_dir.glob(f".{nb_path.stem}.*.ipynb"):  # left by a run killed mid-notebook (kill -9)
         orphan.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{nb_path.stem}.", suffix=".ipynb", dir=out_dir)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.fchmod(fd, 0o666 & ~mask)  # an ordinary file's mode, not mkstemp's private 0o600
+    os.fchmod(fd, 0o666 & ~_umask())  # an ordinary file's mode, not mkstemp's private 0o600
     os.close(fd)
     try:
         injected = {"section_name": section, **stage.as_dicts()}

@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import REPO
 
 PROBE = """
-import os, sys, random
+import json, os, sys
 import torch
 torch.manual_seed(0)
 x = torch.randn(96, 96)
@@ -36,7 +36,7 @@ if code == "sleep":
     import time
     time.sleep(120)
 sys.exit(int(code) if code.isdigit() else code)
-""".replace("import os,", "import json, os,")
+"""
 
 
 @pytest.fixture
