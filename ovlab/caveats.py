@@ -53,11 +53,30 @@ _VERBOSE = False
 def warn_once(message: str, *, stacklevel: int = 2) -> None:
     """Emit ``message`` as an :class:`OvlabWarning`: the single channel for ovlab's warnings.
 
-    Python's ``once`` filter shows one message once per process whatever the call site; tests
-    still catch every occurrence with ``pytest.warns``; ``--verbose`` (:func:`configure_output`)
-    shows each occurrence.
+    Each message is shown once per process whatever the call site. Python's own ``once`` filter is
+    not enough for that: its registry is cleared whenever any code changes the warning filters
+    (every ``warnings.catch_warnings`` block), so a repeat after one would show again. A message
+    already shown is therefore dropped here while the filter in force for it is ``once`` (or
+    ``default``/``module``, ovlab's or a caller's); under ``always`` or ``error`` (``pytest.warns``,
+    ``recwarn``, ``-W error``, ``--verbose`` via :func:`configure_output`) every occurrence goes
+    through.
     """
+    if message in _SHOWN and _action(message) in ("once", "default", "module"):
+        return
+    _SHOWN.add(message)
     warnings.warn(message, OvlabWarning, stacklevel=stacklevel + 1)
+
+
+_SHOWN: set[str] = set()
+
+
+def _action(message: str) -> str:
+    """The action of the first warning filter that matches an :class:`OvlabWarning` with ``message``
+    (any module), as :func:`warnings.warn` would find it; ``default`` when none does."""
+    for action, msg, category, _module, _lineno in warnings.filters:
+        if issubclass(OvlabWarning, category) and (msg is None or msg.match(message)):
+            return action
+    return warnings.defaultaction
 
 
 def _format(message, category, filename, lineno, line=None, _orig=warnings.formatwarning):

@@ -62,21 +62,27 @@ def _drop_empty(node, depth: int = 0) -> None:
 
 
 def dvc_keys(dvc_file: str | Path) -> set[str]:
-    """The params keys that ``dvc.yaml`` reads: interpolated (``${tgkd.output}``) or tracked by a
-    stage's ``params`` list (``tgkd.loss``). DVC needs them present, so they stay in params.yaml."""
+    """The params keys that the pipeline reads: interpolated (``${tgkd.output}``) or tracked by a
+    stage's ``params`` list (``tgkd.loss``), in the root ``dvc_file`` and in every sub-pipeline file
+    beside it (``pipelines/*/dvc.yaml``, :mod:`ovlab.dvcfiles`). DVC needs them present, so they stay
+    in params.yaml. An absent ``dvc_file`` reads none."""
     import re
 
     import yaml as pyyaml
 
+    from ovlab.dvcfiles import SUB_FILES
+
     p = Path(dvc_file)
     if not p.is_file():
         return set()
-    text = p.read_text(encoding="utf-8")
-    keys = set(re.findall(r"\$\{\s*([A-Za-z_][\w.]*)\s*\}", text))
-    for stage in ((pyyaml.safe_load(text) or {}).get("stages") or {}).values():
-        for entry in stage.get("params") or []:
-            names = [entry] if isinstance(entry, str) else [k for v in entry.values() for k in (v or [])]
-            keys.update(n for n in names if "${" not in n)
+    keys: set[str] = set()
+    for f in [p, *sorted(p.parent.glob(SUB_FILES))]:
+        text = f.read_text(encoding="utf-8")
+        keys.update(re.findall(r"\$\{\s*([A-Za-z_][\w.]*)\s*\}", text))
+        for stage in ((pyyaml.safe_load(text) or {}).get("stages") or {}).values():
+            for entry in stage.get("params") or []:
+                names = [entry] if isinstance(entry, str) else [k for v in entry.values() for k in (v or [])]
+                keys.update(n for n in names if "${" not in n)
     return {k for k in keys if not k.startswith("item.")}
 
 

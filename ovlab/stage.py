@@ -44,8 +44,12 @@ import signal
 import sys
 import time
 
-IDLE_SECONDS = 60.0
-"""A server with no running child and no new command for this long exits (``OVLAB_WARM_IDLE``)."""
+IDLE_SECONDS = 600.0
+"""A server with no running child and no new command for this long exits (``OVLAB_WARM_IDLE``).
+
+Ten minutes: notebook kernels have a server of their own (the kernel spec's flags and environment
+differ from a stage's), and in a ``dvc repro`` each notebook runs only after its table's cells, minutes
+after the previous notebook; at 60 s every notebook after the first paid a cold start (~9.5 s)."""
 
 PRELOAD = (
     "torch",

@@ -7,6 +7,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pipeline_stages(root: Path = REPO) -> dict:
+    """Every stage definition of the project's pipeline files (root ``dvc.yaml`` and
+    ``pipelines/*/dvc.yaml``) by name, as written (ovlab.dvcfiles)."""
+    from ovlab.dvcfiles import stage_definitions
+
+    return {name: stage for name, (_, stage) in stage_definitions(root).items()}
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

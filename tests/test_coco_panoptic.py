@@ -110,3 +110,43 @@ def test_unknown_category_and_missing_image_are_named(copy_of_val):
     (copy_of_val / "val2017" / doc["images"][0]["file_name"]).unlink()
     with pytest.raises(CorruptFileError, match="is missing"):
         read_coco_panoptic(copy_of_val, "val")
+
+
+def _as_tuples(recs):
+    return [(r.image_id, r.image_path.name, r.panoptic_path.name, r.height, r.width, r.captions,
+             [(s.id, s.category_id, s.category_index, s.isthing, s.bbox, s.area, s.iscrowd) for s in r.segments])
+            for r in recs]
+
+
+def test_streamed_read_is_json_load_in_any_key_order(copy_of_val):
+    """The streamed reader (ijson) gives what the json.load reader gave, whatever the order of the
+    top-level keys and the bbox number types (whole, fractional, negative zero)."""
+    j = copy_of_val / "annotations/panoptic_val2017.json"
+    doc = json.loads(j.read_text())
+    seg = doc["annotations"][0]["segments_info"][0]
+    seg["bbox"] = [3, 2.5, -0.0, 17]
+    j.write_text(json.dumps(doc))
+    before = _as_tuples(read_coco_panoptic(copy_of_val, "val"))
+    got = {r[0]: r for r in before}[doc["annotations"][0]["image_id"]]
+    bbox = [s for s in got[6] if s[0] == seg["id"]][0][4]
+    assert bbox == (3.0, 2.5, 0.0, 17.0) and all(type(v) is float for v in bbox)
+    assert str(bbox[2]) == "-0.0"  # the sign json.load keeps
+    reordered = {k: doc[k] for k in reversed(list(doc))}  # annotations before images
+    j.write_text(json.dumps(reordered))
+    assert _as_tuples(read_coco_panoptic(copy_of_val, "val")) == before
+    assert len(before) == len(doc["annotations"])
+
+
+def test_not_utf8_and_missing_keys_are_named(copy_of_val):
+    j = copy_of_val / "annotations/panoptic_val2017.json"
+    doc = json.loads(j.read_text())
+    j.write_bytes(b'{"images": [{"file_name": "\xff\xfe"}]}')
+    with pytest.raises(CorruptFileError, match="not UTF-8") as err:
+        read_coco_panoptic(copy_of_val, "val")
+    assert str(j) in str(err.value)
+    j.write_text(json.dumps({"images": doc["images"]}))
+    with pytest.raises(CorruptFileError, match="needs 'images' and 'annotations'"):
+        read_coco_panoptic(copy_of_val, "val")
+    j.write_text(json.dumps({"images": doc["images"], "annotations": {}}))
+    with pytest.raises(CorruptFileError, match="'annotations' is a dict"):
+        read_coco_panoptic(copy_of_val, "val")

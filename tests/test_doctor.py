@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ovlab.dvcfiles import copy_pipeline
 from ovlab.experiments.doctor import _gb, diagnose, openai_sha256, profile_params, render
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,8 +36,8 @@ def _project(tmp: Path) -> Path:
     """A project folder with this repo's params.yaml, dvc.yaml and profiles (what doctor reads)."""
     proj = tmp / "project"
     proj.mkdir()
-    for f in ("params.yaml", "dvc.yaml"):
-        shutil.copyfile(REPO / f, proj / f)
+    shutil.copyfile(REPO / "params.yaml", proj / "params.yaml")
+    copy_pipeline(REPO, proj)
     shutil.copytree(REPO / "profiles", proj / "profiles")
     return proj
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, pipeline_stages
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
@@ -27,7 +26,7 @@ def test_committed_without_outputs_with_parameters_cell(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_every_notebook_is_a_stage(path):
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    stages = pipeline_stages(REPO)
     cmds = [s["cmd"] if isinstance(s, dict) and "cmd" in s else s.get("do", {}).get("cmd", "")
             for s in stages.values()]
     assert any(f"notebooks/{path.name}" in c for c in cmds)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from ovlab.config import load_params
+from ovlab.dvcfiles import copy_pipeline
 from ovlab.experiments.paper_smoke import _leaves, plan, representatives, run_smoke, signature
 from ovlab.profiles import apply_profile
 
@@ -21,8 +22,8 @@ from ovlab.profiles import apply_profile
 def _params(repo_root, tmp_path, profile: str):
     d = tmp_path / profile
     d.mkdir()
-    for name in ("params.yaml", "dvc.yaml"):
-        shutil.copy(repo_root / name, d / name)
+    shutil.copy(repo_root / "params.yaml", d / "params.yaml")
+    copy_pipeline(repo_root, d)
     shutil.copytree(repo_root / "profiles", d / "profiles")
     apply_profile(profile, d / "params.yaml")
     return load_params(d / "params.yaml")

@@ -18,9 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, pipeline_stages
 
 PKG = REPO / "ovlab"
 
@@ -111,9 +110,10 @@ def _fingerprints(doc) -> dict[str, list[str]]:
 
 
 def _stages():
-    """(name, cmd, deps) of every stage of dvc.yaml, ``${...}`` left as written; a code fingerprint among
-    the deps is replaced by the code it stands for (ovlab.experiments.code_fingerprint)."""
-    doc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    """(name, cmd, deps) of every stage of the pipeline files (dvc.yaml, pipelines/*/dvc.yaml), ``${...}``
+    left as written; a code fingerprint among the deps is replaced by the code it stands for
+    (ovlab.experiments.code_fingerprint)."""
+    doc = {"stages": pipeline_stages(REPO)}
     prints = _fingerprints(doc)
     for name, st in doc["stages"].items():
         deps = []
@@ -198,7 +198,7 @@ def test_a_code_fingerprint_changes_exactly_when_its_code_does(tmp_path):
 def test_grid_cells_depend_on_a_fingerprint_not_on_code_folders():
     """The dvc.lock stays small: no stage other than a ``code_*`` one lists ovlab folders when a fingerprint
     covers them, and every fingerprint is used."""
-    doc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    doc = {"stages": pipeline_stages(REPO)}
     prints = _fingerprints(doc)
     used = set()
     for name, st in doc["stages"].items():

@@ -9,14 +9,15 @@ import shutil
 import pytest
 
 from ovlab.config import ParamsError, load_params, parse_yaml, read_yaml
+from ovlab.dvcfiles import copy_pipeline
 from ovlab.profiles import _default_at, _leaves, _MISSING, _schema_defaults, round_trip_dump, round_trip_load
 
 
 @pytest.fixture
 def work(repo_root, tmp_path):
     """A copy of params.yaml, dvc.yaml and profiles/ (ovlab profile reads dvc.yaml's keys)."""
-    for name in ("params.yaml", "dvc.yaml"):
-        shutil.copy(repo_root / name, tmp_path / name)
+    shutil.copy(repo_root / "params.yaml", tmp_path / "params.yaml")
+    copy_pipeline(repo_root, tmp_path)
     shutil.copytree(repo_root / "profiles", tmp_path / "profiles")
     return tmp_path
 

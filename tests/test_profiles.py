@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from ovlab.config import ParamsError, load_params
+from ovlab.dvcfiles import copy_pipeline
 from ovlab.profiles import apply_profile, profile_keys
 
 
@@ -53,7 +54,7 @@ def test_params_yaml_lists_only_what_differs_from_the_defaults(repo_root):
 
 def test_switch_and_back_is_exact(repo_root, tmp_path):
     shutil.copy(repo_root / "params.yaml", tmp_path / "params.yaml")
-    shutil.copy(repo_root / "dvc.yaml", tmp_path / "dvc.yaml")  # the keys it interpolates stay
+    copy_pipeline(repo_root, tmp_path)  # the keys the pipeline files interpolate stay
     shutil.copytree(repo_root / "profiles", tmp_path / "profiles")
     original = (tmp_path / "params.yaml").read_text()
     apply_profile("paper", tmp_path / "params.yaml")

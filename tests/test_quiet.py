@@ -48,6 +48,30 @@ def test_verbose_shows_every_occurrence_with_its_source(quiet_and_verbose):
     assert verbose.stderr.count("UNTRAINED CLIP") == 2 and "OvlabWarning" in verbose.stderr
 
 
+ONCE_ACROSS_CATCH_WARNINGS = (
+    "import warnings\n"
+    "from ovlab.caveats import configure_output, warn_once\n"
+    "configure_output()\n"
+    "warn_once('first'); warn_once('first')\n"
+    "with warnings.catch_warnings():\n"  # clears Python's own 'once' registry
+    "    pass\n"
+    "warn_once('first'); warn_once('second')\n"
+    "with warnings.catch_warnings(record=True) as seen:\n"  # what pytest.warns / recwarn do
+    "    warnings.simplefilter('always')\n"
+    "    warn_once('first'); warn_once('first')\n"
+    "print(len(seen))\n"
+)
+
+
+def test_a_warning_stays_once_per_process_after_a_catch_warnings_block():
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    res = subprocess.run([sys.executable, "-c", ONCE_ACROSS_CATCH_WARNINGS], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines() == ["ovlab: warning: first", "ovlab: warning: second"]
+    assert res.stdout.strip() == "2"  # under "always" every occurrence is still recorded
+
+
 def test_a_failure_is_one_error_line_on_rank_0_only(monkeypatch, capsys):
     from ovlab.experiments.train_cli import _error
 

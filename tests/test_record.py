@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from tests.conftest import pipeline_stages
+
 from ovlab.caveats import EMBEDDED_CAVEAT
 from ovlab.config.record import info_path, merge_record, read_record, split_record, write_record
 
@@ -69,9 +71,7 @@ def test_metrics_declared_in_dvc_yaml_are_committed_and_info_files_are_outputs(r
     .gitignore re-includes the metrics files (so `dvc exp show` finds them in HEAD and experiments)."""
     import subprocess
 
-    import yaml
-
-    stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
+    stages = pipeline_stages(repo_root)
     for name, st in stages.items():
         for entry in st.get("metrics") or []:
             (path, opts), = entry.items()
@@ -93,8 +93,6 @@ def test_every_declared_metrics_file_is_committed(repo_root):
     import re
     import subprocess
 
-    import yaml
-
     from ovlab.config import read_yaml
 
     params = read_yaml(repo_root / "params.yaml")
@@ -106,7 +104,7 @@ def test_every_declared_metrics_file_is_committed(repo_root):
         return node
 
     paths = []
-    for st in yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"].values():
+    for st in pipeline_stages(repo_root).values():
         for entry in st.get("metrics") or []:
             path = next(iter(entry))
             path = re.sub(r"\$\{item\.\w+\}", "cell", path)

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from .conftest import REPO
+from .conftest import REPO, pipeline_stages
 from ovlab.config import ParamsError, StageParams, load_params, parse_params
 from ovlab.config.base import BaseParams
 from ovlab.config.scan import ScanStageParams
@@ -112,7 +112,7 @@ def test_dotted_and_nested_overrides_are_the_same():
 
 
 def test_dvc_has_one_matrix_stage_per_table(repo_root):
-    stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
+    stages = pipeline_stages(repo_root)
     assert stages["scan_models"]["matrix"] == {"model": "${scan.grids.models}"}
     assert stages["scan_models"]["cmd"] == "python -m ovlab.stage ovlab.experiments.grid scan --model ${item.model}"
     for t in TABLES:

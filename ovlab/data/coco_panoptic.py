@@ -14,19 +14,30 @@ Layout under a root (``$DETECTRON2_DATASETS/coco`` for the real data)::
 Each image becomes a :class:`PanopticRecord` with its segments (category index 0..132 in
 detectron2's contiguous order, isthing, bbox, area, iscrowd), captions, and on demand the binary
 masks and the semantic label map.
+
+The JSON files (the format of https://cocodataset.org/#format-data, "Panoptic Segmentation") are
+streamed with ``ijson`` (its C ``yajl2_c`` backend when built): at COCO train2017's scale the
+panoptic JSON is ~143 MB with ~1.5 M segments, and ``json.load`` of it would hold every annotation
+dict at once (issue 19's start-up RSS); streamed, one annotation dict exists at a time.
 """
 
 from __future__ import annotations
 
+import functools
+import gc
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ovlab.data.categories import CategoryList, load_categories
 from ovlab.data.errors import CorruptFileError, DatasetNotFoundError
-from ovlab.data.files import read_image, read_json, rgb_to_id
+from ovlab.data.files import read_image, rgb_to_id
 
 LAYOUT = """\
 <root>/
@@ -137,6 +148,84 @@ def _names(folder: Path) -> frozenset[str]:
         return frozenset(e.name for e in it if e.is_file())
 
 
+@functools.cache
+def _ijson():
+    """ijson's C backend (``yajl2_c``) when it is built, else ijson's default (the fastest it finds)."""
+    import ijson
+
+    try:
+        return ijson.get_backend("yajl2_c")
+    except ImportError:
+        return ijson
+
+
+def _stream(path: Path, prefix: str) -> Iterator[Any]:
+    """The JSON values at ijson's ``prefix`` of ``path``, one at a time (``"annotations.item"``: each
+    element of the top-level ``annotations`` array; ``"images"``: that whole array). The whole file is
+    parsed once iterated to the end, so a syntax error anywhere in it raises; numbers are ``int`` or
+    ``float`` as ``json.load`` gives them (``use_float``).
+
+    Raises:
+        CorruptFileError: not UTF-8, or not valid JSON (names the file and yajl's reason and context:
+            the streaming parser reports no line and column).
+    """
+    from ijson.common import JSONError
+
+    try:
+        with open(path, "rb") as f:
+            yield from _ijson().items(f, prefix, use_float=True)
+    except (JSONError, UnicodeDecodeError) as exc:
+        msg = exc.args[0] if exc.args and not isinstance(exc, UnicodeDecodeError) else str(exc)
+        lines = [ln.strip() for ln in (msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)).splitlines()]
+        reason = lines[0] if lines and lines[0] else type(exc).__name__
+        if isinstance(exc, UnicodeDecodeError) or isinstance(exc.__cause__ or exc.__context__, UnicodeDecodeError) \
+                or "utf8" in reason.lower().replace("-", ""):
+            raise CorruptFileError(path, f"not UTF-8 text ({reason})") from None
+        near = f" near {lines[1]!r}" if len(lines) > 2 and lines[1] else ""  # yajl: reason, context, "(right here) --^"
+        raise CorruptFileError(path, f"invalid JSON: {reason}{near}") from None
+
+
+def _first(path: Path, prefix: str, default: Any) -> Any:
+    """The first value at ``prefix`` (a top-level key: its value), else ``default``. Parsing stops there:
+    COCO's ``images`` come first, so this reads a few MB of the file; an absent key parses all of it
+    (``json.load`` would keep the last of a repeated key; COCO files repeat none)."""
+    it = _stream(path, prefix)
+    try:
+        return next(it, default)
+    finally:
+        it.close()
+
+
+_ABSENT = object()
+
+
+class _Floats(dict):
+    """``float(v)`` of JSON numbers by lookup, one shared object per integer value: COCO panoptic
+    bboxes are whole pixels, so the ~6 M bbox floats at COCO scale are a few thousand objects (24 bytes
+    each, ~140 MB). Other values are converted, not kept; 0 is not kept either, as ``-0.0 == 0`` would
+    turn a JSON ``-0.0`` into ``0.0``."""
+
+    def __missing__(self, v):
+        f = float(v)
+        if type(v) is int and v:
+            self[v] = f
+        return f
+
+
+@contextmanager
+def _gc_paused():
+    """No cyclic garbage collection inside: the ~10 M objects of a COCO-scale read are never garbage,
+    but their growing number triggers full collections that rescan them all (~20 % of the read's time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@_gc_paused()
 def read_coco_panoptic(
     root: str | Path,
     split: str = "train",
@@ -148,6 +237,11 @@ def read_coco_panoptic(
     captions_json: str | Path | None = None,
 ) -> list[PanopticRecord]:
     """Read a COCO panoptic split into per-image records (sorted by image id).
+
+    The panoptic JSON is streamed (see the module docstring): a first pass takes ``images`` (and the
+    JSON's ``categories`` when ``categories`` is ``None``), stopping there, and a second turns each
+    annotation into its record as it is parsed; the captions JSON is streamed the same way. The keys
+    may come in any order.
 
     Args:
         root: dataset root (see the module docstring for the layout).
@@ -172,11 +266,20 @@ def read_coco_panoptic(
     pan_json = _require(rel(panoptic_json, f"annotations/panoptic_{split}2017.json"), root, split)
     cap_json = rel(captions_json, f"annotations/captions_{split}2017.json")
 
-    doc = read_json(pan_json)
-    if not isinstance(doc, dict) or not {"images", "annotations"} <= doc.keys():
-        raise CorruptFileError(pan_json, "not a COCO panoptic JSON (needs 'images' and 'annotations')")
+    not_coco = "not a COCO panoptic JSON (needs 'images' and 'annotations')"
+    images_json = _first(pan_json, "images", _ABSENT)  # absent: the whole file was parsed (invalid JSON raised)
+    if images_json is _ABSENT:
+        raise CorruptFileError(pan_json, not_coco)
+    stream = _stream(pan_json, "annotations.item")  # invalid JSON raises where the parse reaches it
+    first = next(stream, _ABSENT)
+    if first is _ABSENT:  # no annotation: an empty array, or no "annotations" key at all
+        value = _first(pan_json, "annotations", _ABSENT)
+        if value is _ABSENT:
+            raise CorruptFileError(pan_json, not_coco)
+        if not isinstance(value, list):
+            raise CorruptFileError(pan_json, f"not a COCO panoptic JSON ('annotations' is a {type(value).__name__}, not an array)")
     if categories is None:
-        cats = sorted(doc.get("categories", []), key=lambda c: c["id"])
+        cats = sorted(_first(pan_json, "categories", []), key=lambda c: c["id"])
         index_of = {c["id"]: i for i, c in enumerate(cats)}
         thing_of = {c["id"]: bool(c.get("isthing", 0)) for c in cats}
         ignore = 255
@@ -185,41 +288,54 @@ def read_coco_panoptic(
         index_of = {c.id: c.index for c in cl}
         thing_of = {c.id: c.isthing for c in cl}
         ignore = cl.ignore_label
-    images = {im["id"]: im for im in doc["images"]}
+    images = {im["id"]: im for im in images_json}
+    del images_json
     captions: dict[int, list[str]] = {}
     if cap_json.exists():
-        for a in read_json(cap_json).get("annotations", []):
+        for a in _stream(cap_json, "annotations.item"):
             captions.setdefault(a["image_id"], []).append(a["caption"].strip())
 
     # One directory listing per folder instead of a stat per file (236k at COCO scale).
     listed = {d: _names(d) for d in (img_dir, pan_dir)}
     records = []
-    anns = doc.pop("annotations")
-    anns.reverse()
-    while anns:  # each JSON annotation is freed once its record exists: never both in memory at scale
-        ann = anns.pop()
-        im = images.get(ann["image_id"])
-        if im is None:
-            raise CorruptFileError(pan_json, f"annotation {ann.get('file_name')} refers to unknown image id {ann['image_id']}")
-        segs = []
-        for s in ann["segments_info"]:
-            if s["category_id"] not in index_of:
-                raise CorruptFileError(pan_json, f"image {im['id']}: segment {s['id']} has unknown category id {s['category_id']}")
-            segs.append(Segment(
-                id=int(s["id"]), category_id=int(s["category_id"]), category_index=index_of[s["category_id"]],
-                isthing=thing_of[s["category_id"]], bbox=tuple(float(v) for v in s["bbox"]),
-                area=int(s["area"]), iscrowd=bool(s.get("iscrowd", 0)),
-            ))
-        img_path = img_dir / im["file_name"]
-        pan_path = pan_dir / ann["file_name"]
-        for folder, name, p in ((img_dir, im["file_name"], img_path), (pan_dir, ann["file_name"], pan_path)):
-            if name not in listed[folder] and not p.is_file():  # a name with a sub-folder is stat'ed
-                raise CorruptFileError(pan_json, f"image {im['id']}: file {p} is missing")
-        records.append(PanopticRecord(
-            image_id=int(im["id"]), image_path=img_path, panoptic_path=pan_path,
-            height=int(im["height"]), width=int(im["width"]), segments=segs,
-            captions=captions.get(im["id"], []), ignore_label=ignore,
-        ))
+    as_float = _Floats().__getitem__
+    try:
+        for ann in chain(() if first is _ABSENT else (first,), stream):  # one JSON annotation at a time
+            _add_record(ann, images, index_of, thing_of, ignore, captions, listed, img_dir, pan_dir, pan_json,
+                        as_float, records)
+    finally:
+        stream.close()
     records.sort(key=lambda r: r.image_id)
     return records
+
+
+def _add_record(ann, images, index_of, thing_of, ignore, captions, listed, img_dir, pan_dir, pan_json, as_float,
+                records) -> None:
+    """Append the :class:`PanopticRecord` of one JSON annotation to ``records``.
+
+    Raises:
+        CorruptFileError: unknown image or category id, or a missing image/PNG file.
+    """
+    im = images.get(ann["image_id"])
+    if im is None:
+        raise CorruptFileError(pan_json, f"annotation {ann.get('file_name')} refers to unknown image id {ann['image_id']}")
+    segs = []
+    for s in ann["segments_info"]:
+        if s["category_id"] not in index_of:
+            raise CorruptFileError(pan_json, f"image {im['id']}: segment {s['id']} has unknown category id {s['category_id']}")
+        segs.append(Segment(
+            id=int(s["id"]), category_id=int(s["category_id"]), category_index=index_of[s["category_id"]],
+            isthing=thing_of[s["category_id"]], bbox=tuple(map(as_float, s["bbox"])),
+            area=int(s["area"]), iscrowd=bool(s.get("iscrowd", 0)),
+        ))
+    img_path = img_dir / im["file_name"]
+    pan_path = pan_dir / ann["file_name"]
+    for folder, name, p in ((img_dir, im["file_name"], img_path), (pan_dir, ann["file_name"], pan_path)):
+        if name not in listed[folder] and not p.is_file():  # a name with a sub-folder is stat'ed
+            raise CorruptFileError(pan_json, f"image {im['id']}: file {p} is missing")
+    records.append(PanopticRecord(
+        image_id=int(im["id"]), image_path=img_path, panoptic_path=pan_path,
+        height=int(im["height"]), width=int(im["width"]), segments=segs,
+        captions=captions.get(im["id"], []), ignore_label=ignore,
+    ))
 

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ovlab.dvcfiles import stage_name
+
 _SHIM = r'''#!{python}
 import json, os, sys, time
 t0 = time.time()
@@ -120,8 +122,8 @@ def run_pipeline(src: Path, work: Path) -> dict:
     for line in proc.stdout:
         tail = (tail + [line.rstrip()])[-30:]
         found = _RUNNING.search(line)
-        if found:
-            marks.append((time.time(), found.group(1)))
+        if found:  # DVC names a sub-pipeline's stage by its file: pipelines/<table>/dvc.yaml:<stage>
+            marks.append((time.time(), stage_name(found.group(1))))
     rc = proc.wait()
     total = time.time() - t0
     if rc != 0:

@@ -1,7 +1,7 @@
 """``ovlab cluster submit``: every cell of a table (any DVC stage) as a SLURM job through submitit.
 
 Each job runs ``dvc --wait-for-lock repro --single-item <stage>`` in the repository, so its results
-land in ``dvc.lock`` exactly as a local ``dvc repro`` would put them: DVC releases the repository
+land in the stage's ``dvc.lock`` exactly as a local ``dvc repro`` would put them: DVC releases the repository
 lock while a stage's command runs and takes it again to record the outputs, so the jobs of one
 table run side by side and each writes its own entry. ``--single-item`` runs only that stage:
 submit the stages a table depends on first (``tgkd_baseline`` before the GKC tables; DVC refuses
@@ -15,7 +15,8 @@ that only score a shared model and the notebook stages ask for one GPU (none wit
 
 Targets: a stage name (``tgkd_baseline``, ``gkc_table4@td``), a matrix stage (``gkc_table4``: all
 its cells) or ``<section>/<table>`` (``tgkd/table4``, ``scan/models``). Stage names come from
-``dvc stage list``, the GPUs from the params through :mod:`ovlab.config`.
+``dvc stage list --all`` (bare names; a job addresses a stage of a ``pipelines/<table>/dvc.yaml`` by its
+file, :mod:`ovlab.dvcfiles`), the GPUs from the params through :mod:`ovlab.config`.
 
 For sweeps on one machine DVC's own queue is enough: ``dvc exp run --queue -S 'tgkd.optim.lr=1e-4'``
 then ``dvc queue start`` (docs/real_data.md; one worker by default, and more workers run
@@ -42,16 +43,19 @@ class ClusterError(RuntimeError):
 
 
 def list_stages(repo: str | Path) -> list[str]:
-    """Every stage name of the repository's ``dvc.yaml`` (matrix cells expanded), via ``dvc stage list``.
+    """Every stage name of the repository's pipeline files (the root ``dvc.yaml`` and
+    ``pipelines/*/dvc.yaml``; matrix cells expanded), bare (``gkc_table4@td``), via ``dvc stage list --all``.
 
     Raises:
         ClusterError: dvc failed (its message quoted).
     """
-    res = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], cwd=repo,
+    from ovlab.dvcfiles import stage_name
+
+    res = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--all", "--name-only"], cwd=repo,
                          capture_output=True, text=True)
     if res.returncode != 0:
         raise ClusterError(f"dvc stage list failed in {repo}: {res.stderr.strip() or res.stdout.strip()}")
-    return [ln.strip() for ln in res.stdout.splitlines() if ln.strip()]
+    return [stage_name(ln.strip()) for ln in res.stdout.splitlines() if ln.strip()]
 
 
 def expand_targets(targets: list[str], stages: list[str]) -> list[str]:
@@ -68,7 +72,7 @@ def expand_targets(targets: list[str], stages: list[str]) -> list[str]:
         hits = [s for s in stages if s == t or s.startswith(t + "@")]
         if not hits:
             tables = sorted({s.split("@")[0] for s in stages if "@" in s})
-            raise ClusterError(f"{t}: no such stage in dvc.yaml (matrix stages: {', '.join(tables)})")
+            raise ClusterError(f"{t}: no such stage in the pipeline files (matrix stages: {', '.join(tables)})")
         out += [h for h in hits if h not in out]
     return out
 
@@ -119,7 +123,9 @@ def slurm_parameters(spec: JobSpec, *, partition: str | None = None, timeout_min
 
 
 def run_stage(repo: str, stage: str) -> dict:
-    """The body of one job: ``dvc --wait-for-lock repro --single-item <stage>`` in ``repo``.
+    """The body of one job: ``dvc --wait-for-lock repro --single-item <address>`` in ``repo``, the
+    stage's DVC address (:func:`ovlab.dvcfiles.address`: ``pipelines/<table>/dvc.yaml:<stage>`` outside
+    the root file).
 
     Returns:
         ``{"stage", "seconds", "output"}`` (the last 2000 characters of DVC's output).
@@ -127,8 +133,10 @@ def run_stage(repo: str, stage: str) -> dict:
     Raises:
         ClusterError: the stage failed (its output tail quoted).
     """
+    from ovlab.dvcfiles import address
+
     t0 = time.time()
-    res = subprocess.run([sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", stage],
+    res = subprocess.run([sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", address(stage, repo)],
                          cwd=repo, capture_output=True, text=True, env=dict(os.environ))
     out = (res.stdout + res.stderr)[-2000:]
     if res.returncode != 0:

@@ -94,6 +94,7 @@ def profile_params(profile: str | None, params_file: str | Path = "params.yaml")
         ParamsError: the file or the profile does not validate.
     """
     from ovlab.config import load_params, parse_params, read_yaml
+    from ovlab.dvcfiles import copy_pipeline
     from ovlab.profiles import apply_profile
 
     params_file = Path(params_file).resolve()
@@ -102,8 +103,7 @@ def profile_params(profile: str | None, params_file: str | Path = "params.yaml")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d) / "params.yaml"
         shutil.copyfile(params_file, tmp)
-        if (params_file.parent / "dvc.yaml").is_file():
-            shutil.copyfile(params_file.parent / "dvc.yaml", Path(d) / "dvc.yaml")
+        copy_pipeline(params_file.parent, d)  # the keys the pipeline files read stay (ovlab.profiles.dvc_keys)
         apply_profile(profile, tmp, profiles_dir=params_file.parent / "profiles")
         return parse_params(read_yaml(tmp), source=f"{params_file} (profile {profile})", root=params_file.parent)
 

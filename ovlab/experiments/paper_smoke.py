@@ -204,14 +204,15 @@ def make_workdir(work: str | Path, *, repo: str | Path = REPO, seed: int = 0) ->
     """
     from ovlab.config import load_params
     from ovlab.data.simulate import make_simulated
+    from ovlab.dvcfiles import copy_pipeline
     from ovlab.profiles import apply_profile
 
     work, repo = Path(work).resolve(), Path(repo).resolve()
     if work.is_relative_to(repo / "results"):
         raise ValueError(f"{work}: the smoke run never writes into results/")
     work.mkdir(parents=True, exist_ok=True)
-    for name in ("params.yaml", "dvc.yaml"):
-        shutil.copy(repo / name, work / name)
+    shutil.copy(repo / "params.yaml", work / "params.yaml")
+    copy_pipeline(repo, work)
     shutil.copytree(repo / "profiles", work / "profiles", dirs_exist_ok=True)
     curation = repo / "ovlab" / "vocab" / "curation"  # the synonyms stage's hand-curated overrides (params-relative)
     shutil.copytree(curation, work / "ovlab" / "vocab" / "curation", dirs_exist_ok=True)
@@ -393,7 +394,9 @@ def _main(args) -> int:
 
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copy(REPO / "params.yaml", Path(tmp) / "params.yaml")
-            shutil.copy(REPO / "dvc.yaml", Path(tmp) / "dvc.yaml")
+            from ovlab.dvcfiles import copy_pipeline
+
+            copy_pipeline(REPO, tmp)
             shutil.copytree(REPO / "profiles", Path(tmp) / "profiles")
             from ovlab.profiles import apply_profile
 
