@@ -3,9 +3,11 @@
 Why several files: DVC rewrites the whole ``dvc.lock`` of a stage's ``dvc.yaml`` after every stage it
 runs (a round-trip YAML parse and dump, DVC ``dvc/dvcfile.py`` ``Lockfile.dump_stages``). With the 89
 stages of the embedded pipeline in one file that lock had 7,600 lines and cost ~4 s a stage; one file
-per table keeps each lock at a few hundred lines. ``dvc repro`` at the root still runs every stage (DVC
-collects every ``dvc.yaml`` of the repository); a stage outside the root file is addressed by its file,
-``pipelines/gkc_table4/dvc.yaml:gkc_table4@td``. Stage *names* stay unique across the files, so tools
+per table keeps each lock at a few hundred lines. A plain ``dvc repro`` reproduces the root file's
+stages and what they depend on (DVC ``dvc/repo/reproduce.py``: the default target is the project file),
+so the root holds the stages outside any table, the notebooks and the report, and every table cell is
+upstream of one of them (``tests/test_dvcfiles.py`` checks it against DVC's plan). A stage outside the
+root file is addressed by its file, ``pipelines/gkc_table4/dvc.yaml:gkc_table4@td``. Stage *names* stay unique across the files, so tools
 that speak of stages (``ovlab cluster``, ``ovlab bench pipeline``, the tests) use the bare name
 (``gkc_table4@td``) and this module turns it into DVC's address and back.
 

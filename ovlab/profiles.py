@@ -70,13 +70,13 @@ def dvc_keys(dvc_file: str | Path) -> set[str]:
 
     import yaml as pyyaml
 
-    from ovlab.dvcfiles import SUB_FILES
+    from ovlab.dvcfiles import dvc_files
 
     p = Path(dvc_file)
     if not p.is_file():
         return set()
     keys: set[str] = set()
-    for f in [p, *sorted(p.parent.glob(SUB_FILES))]:
+    for f in [p, *(f for f in dvc_files(p.parent) if f != p)]:
         text = f.read_text(encoding="utf-8")
         keys.update(re.findall(r"\$\{\s*([A-Za-z_][\w.]*)\s*\}", text))
         for stage in ((pyyaml.safe_load(text) or {}).get("stages") or {}).values():

@@ -39,6 +39,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ovlab.dvcfiles import copy_pipeline
+
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = "paper-smoke"
 GRID_SECTIONS = ("tgkd", "scan", "video", "physical")
@@ -204,7 +206,6 @@ def make_workdir(work: str | Path, *, repo: str | Path = REPO, seed: int = 0) ->
     """
     from ovlab.config import load_params
     from ovlab.data.simulate import make_simulated
-    from ovlab.dvcfiles import copy_pipeline
     from ovlab.profiles import apply_profile
 
     work, repo = Path(work).resolve(), Path(repo).resolve()
@@ -394,8 +395,6 @@ def _main(args) -> int:
 
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copy(REPO / "params.yaml", Path(tmp) / "params.yaml")
-            from ovlab.dvcfiles import copy_pipeline
-
             copy_pipeline(REPO, tmp)
             shutil.copytree(REPO / "profiles", Path(tmp) / "profiles")
             from ovlab.profiles import apply_profile
