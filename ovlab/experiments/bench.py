@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, str] = {
     "clip": "ovlab.clip.benchmark:bench_clip",
     "cost": "ovlab.gkc.cost:bench_cost",
     "eval": "ovlab.metrics.benchmark:bench_eval",
+    "noop": "ovlab.experiments.bench_noop:bench_noop",
     "overfit": "ovlab.experiments.bench_train:bench_overfit",
     "pipeline": "ovlab.experiments.bench_pipeline:bench_pipeline",
     "scale": "ovlab.experiments.bench_scale:bench_scale",
